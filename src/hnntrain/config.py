@@ -1,0 +1,420 @@
+"""Run configuration: frozen dataclasses, TOML loading, ``--set`` overrides and validation.
+
+A run is fully described by one :class:`RunConfig`. Every field documents its unit, its range
+and, for device parameters, its *variability class*: ``nominal`` (the same for every device),
+``d2d`` (drawn once per device from the run seed) or ``c2c`` (drawn anew at every pulse).
+
+Precedence when resolving: dataclass defaults < device preset < config file < ``--set``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the fix."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Conductance response of every device in the arrays."""
+
+    preset: str | None = None
+    """Named device (see ``hnntrain device list``); explicit keys below override its values."""
+    model: str = "exponential"
+    """Response model: ``exponential`` (NeuroSim), ``linear`` (constant step) or ``table``."""
+    nl_ltp: float = 1.0
+    """Nonlinearity label of LTP (potentiation), NeuroSim convention, 0..9; nominal. Sign ignored."""
+    nl_ltd: float = 1.0
+    """Nonlinearity label of LTD (depression), NeuroSim convention, 0..9; nominal. Sign ignored."""
+    a_ltp: float | None = None
+    """LTP curvature A in pulses (> 0); nominal. When set, overrides ``nl_ltp``."""
+    a_ltd: float | None = None
+    """LTD curvature A in pulses (> 0); nominal. When set, overrides ``nl_ltd``."""
+    levels: int = 64
+    """Pulses that take a device from g_min to g_max (NeuroSim Pmax), integer >= 2; nominal."""
+    g_min: float = 1.0
+    """Lowest conductance, microsiemens, >= 0; nominal (see ``d2d_g`` for its spread)."""
+    g_max: float = 10.0
+    """Highest conductance, microsiemens, > g_min; nominal (see ``d2d_g`` for its spread)."""
+    c2c: float = 0.0
+    """Cycle-to-cycle noise sigma as a fraction of (g_max - g_min), 0..1; c2c. Additive mode:
+    sigma * range * sqrt(n) per update of n pulses (NeuroSim). Multiplicative mode: the
+    realized change is scaled by (1 + sigma * xi / sqrt(n))."""
+    c2c_mode: str = "additive"
+    """``additive`` (NeuroSim) or ``multiplicative`` cycle-to-cycle noise."""
+    d2d_nl: float = 0.0
+    """Device-to-device sigma of the NL labels, in NL units, >= 0; d2d."""
+    d2d_g: float = 0.0
+    """Device-to-device sigma of g_min and g_max, fraction of the nominal range, 0..0.5; d2d."""
+    table: str | None = None
+    """CSV of measured conductance versus pulse number (``model = "table"``): columns
+    ``direction`` (LTP/LTD), ``pulse``, ``conductance`` (microsiemens)."""
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    """How two devices make one weight: w = scale * (G+ - G-)."""
+
+    w_max: float = 1.0
+    """Weight when one device is at g_max and the other at g_min (> 0); sets
+    scale = w_max / (g_max - g_min)."""
+    g_ref: float = 0.5
+    """Common-mode level at initialization, fraction of the range, 0..1: the pair starts at
+    G+/G- = g_ref*range + g_min +/- w/(2*scale), clipped into bounds."""
+    init_scale: float = 1.0
+    """Initial weights are uniform in +/- init_scale/sqrt(fan_in), clipped to +/- w_max; >= 0."""
+
+
+@dataclass(frozen=True)
+class SensingConfig:
+    """How a controller reads conductances. Schemes see sensed values only."""
+
+    adc_bits: int = 8
+    """ADC resolution in bits over [g_min, g_max], 1..16; 0 means exact (no quantization)."""
+    read_noise: float = 0.0
+    """Gaussian read-noise sigma as a fraction of the range, >= 0; drawn at every read."""
+    every: int = 1
+    """Sensing interval K: the controller re-reads its arrays every K training samples, >= 1."""
+    track: bool = False
+    """Between senses, propagate the estimate through the nominal device model for every pulse
+    issued (True) or keep the last reading (False)."""
+
+
+@dataclass(frozen=True)
+class SchemeConfig:
+    """The weight-update scheme and the pulse hardware it drives."""
+
+    name: str = "sgd"
+    """Scheme name (``hnntrain schemes`` lists them)."""
+    max_pulses: int = 16
+    """Pulse cap per device per update (hardware spec), integer >= 1."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Scheme-specific options (``scheme.<option>`` keys), checked by the scheme itself."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The multilayer perceptron trained on chip."""
+
+    hidden: tuple[int, ...] = (100,)
+    """Hidden layer widths, each >= 1; input and output sizes come from the data."""
+    activation: str = "sigmoid"
+    """Hidden activation: ``sigmoid``, ``tanh`` or ``relu``. Output: softmax cross-entropy."""
+    bias: bool = True
+    """Give every layer a bias, stored as one more device column driven by a constant 1."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training loop."""
+
+    epochs: int = 1
+    """Passes over the (subset of the) training set, >= 1."""
+    samples: int | None = None
+    """Use only the first N training samples per epoch (None: all), >= 1."""
+    test_samples: int | None = None
+    """Evaluate on the first N test samples (None: all), >= 1."""
+    lr: float = 0.1
+    """Learning rate (weight units per unit gradient), > 0."""
+    batch_size: int = 1
+    """Samples per update; 1 is per-sample on-chip SGD (the reference), >= 1."""
+    seed: int = 0
+    """Run seed: weights, device-to-device draws, pulse noise and data order derive from it."""
+    replicas: int = 1
+    """Independent replicas trained in lockstep (ensemble axis E), >= 1; replica r uses its
+    own draws from the run seed; all replicas see the same sample order."""
+    shuffle: bool = True
+    """Shuffle the training samples every epoch."""
+    un_every: int = 10
+    """Estimate the window-1 update noise on every N-th update, >= 1 (it is a mean over
+    updates, so sampling keeps it unbiased while saving time)."""
+    un_window: int = 1000
+    """Updates per long update-noise window, >= 2."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the dataset lives."""
+
+    dir: str | None = None
+    """Directory holding MNIST-layout IDX files (raw or .gz); None: $HNNTRAIN_DATA, the
+    cache, then fetch MNIST."""
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how the computation runs (does not change results on one machine)."""
+
+    device: str = "cpu"
+    """Torch device: ``cpu``, ``cuda`` or ``cuda:N``."""
+    threads: int = 0
+    """Torch intra-op threads; 0 picks a measured default (1 for batch-1 runs, which are
+    dominated by per-op overhead, else all cores)."""
+    checkpoint_seconds: float = 60.0
+    """Write a checkpoint at least this often during an epoch, seconds > 0."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    pair: PairConfig = field(default_factory=PairConfig)
+    sensing: SensingConfig = field(default_factory=SensingConfig)
+    scheme: SchemeConfig = field(default_factory=SchemeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["model"]["hidden"] = list(self.model.hidden)
+        out["scheme"]["params"] = dict(self.scheme.params)
+        return out
+
+
+SECTIONS = {f.name: f.type for f in fields(RunConfig)}
+_SECTION_CLASSES = {
+    "device": DeviceConfig,
+    "pair": PairConfig,
+    "sensing": SensingConfig,
+    "scheme": SchemeConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "data": DataConfig,
+    "runtime": RuntimeConfig,
+}
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value as a TOML literal (numbers, booleans, arrays, quoted strings);
+    anything else is taken as a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """``["device.levels=32", ...]`` -> ``{"device.levels": 32, ...}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(item, "expected KEY=VALUE, for example --set device.levels=32")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested TOML tables -> dotted keys. ``scheme`` options stay one level deep."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and dotted.count(".") < 1:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "config file not found; pass an existing .toml file")
+    try:
+        return flatten(tomllib.loads(path.read_text()))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), f"not valid TOML ({err})") from None
+
+
+def _coerce(key: str, value: Any, annotation: str) -> Any:
+    """Convert TOML values to the field's type, with a message that names the field."""
+    ann = annotation.replace(" ", "")
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and "None" in ann):
+        if "None" in ann:
+            return None
+        raise ConfigError(key, "a value is required")
+    if ann.startswith("tuple[int"):
+        seq = value if isinstance(value, (list, tuple)) else [value]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in seq):
+            raise ConfigError(key, f"expected a list of integers, got {value!r}")
+        return tuple(seq)
+    if ann.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    if ann.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        return int(value)
+    if ann.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
+    if ann.startswith("str"):
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return value
+    return value
+
+
+def build_config(values: Mapping[str, Any]) -> RunConfig:
+    """Dotted keys -> validated :class:`RunConfig`. Applies the device preset first."""
+    from hnntrain.devices.presets import preset_values  # presets depend on config, not vice versa
+
+    values = dict(values)
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_CLASSES}
+    preset = values.get("device.preset")
+    if preset is not None:
+        for key, val in preset_values(str(preset)).items():
+            values.setdefault(f"device.{key}", val)
+    if values.get("device.model") == "table" and values.get("device.table"):
+        # a measured device brings its own bounds and pulse count unless given explicitly
+        from hnntrain.devices.table import TableError, read_curves
+
+        try:
+            curves = read_curves(str(values["device.table"]))
+        except TableError as err:
+            raise ConfigError("device.table", str(err)) from None
+        values.setdefault("device.g_min", curves.g_min)
+        values.setdefault("device.g_max", curves.g_max)
+        values.setdefault("device.levels", curves.levels)
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        if section not in _SECTION_CLASSES or not name:
+            raise ConfigError(key, f"unknown key; sections are {', '.join(_SECTION_CLASSES)}")
+        cls = _SECTION_CLASSES[section]
+        known = {f.name: f for f in fields(cls)}
+        if section == "scheme" and name not in known:
+            sections["scheme"].setdefault("params", {})[name] = value
+            continue
+        if name not in known:
+            raise ConfigError(key, f"unknown key; {section} has {', '.join(sorted(known))}")
+        sections[section][name] = _coerce(key, value, str(known[name].type))
+    cfg = RunConfig(**{name: cls(**sections[name]) for name, cls in _SECTION_CLASSES.items()})
+    validate(cfg)
+    return cfg
+
+
+def resolve(config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(load_toml(config_file))
+    values.update(overrides or {})
+    return build_config(values)
+
+
+def with_values(cfg: RunConfig, **dotted: Any) -> RunConfig:
+    """A copy of ``cfg`` with dotted-key overrides (keys use ``__`` for the dot)."""
+    values = flatten_config(cfg)
+    values.update({k.replace("__", "."): v for k, v in dotted.items()})
+    values.pop("device.preset", None)  # preset already folded into the explicit values
+    return build_config(values)
+
+
+def flatten_config(cfg: RunConfig) -> dict[str, Any]:
+    out = {}
+    for section, table in cfg.to_dict().items():
+        for key, value in table.items():
+            if section == "scheme" and key == "params":
+                out.update({f"scheme.{k}": v for k, v in value.items()})
+            else:
+                out[f"{section}.{key}"] = value
+    return out
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(key, message)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range checks that need no other module. Device- and scheme-specific checks happen
+    when those are built, with the same kind of message."""
+    d = cfg.device
+    _check(d.model in ("exponential", "linear", "table"), "device.model",
+           f"unknown model {d.model!r}; use exponential, linear or table")
+    for key in ("nl_ltp", "nl_ltd"):
+        nl = abs(getattr(d, key))
+        _check(math.isfinite(nl) and nl <= 9.0, f"device.{key}",
+               f"NL label {getattr(d, key)} is outside NeuroSim's table range 0..9")
+    for key in ("a_ltp", "a_ltd"):
+        a = getattr(d, key)
+        _check(a is None or (math.isfinite(a) and a > 0), f"device.{key}", "must be a positive number of pulses")
+    _check(d.levels >= 2, "device.levels", f"must be >= 2 pulses (got {d.levels})")
+    _check(d.g_min >= 0, "device.g_min", f"must be >= 0 microsiemens (got {d.g_min})")
+    _check(d.g_max > d.g_min, "device.g_max", f"must exceed device.g_min ({d.g_max} <= {d.g_min})")
+    _check(0 <= d.c2c <= 1, "device.c2c", f"must be a fraction of the range in 0..1 (got {d.c2c}; 2 % is 0.02)")
+    _check(d.c2c_mode in ("additive", "multiplicative"), "device.c2c_mode", "use additive or multiplicative")
+    _check(d.d2d_nl >= 0, "device.d2d_nl", "must be >= 0 (NL units)")
+    _check(0 <= d.d2d_g <= 0.5, "device.d2d_g", "must be a fraction of the range in 0..0.5")
+    _check(d.model != "table" or d.table is not None, "device.table", "model 'table' needs a CSV path")
+    p = cfg.pair
+    _check(p.w_max > 0, "pair.w_max", "must be > 0")
+    _check(0 <= p.g_ref <= 1, "pair.g_ref", "must be a fraction of the range in 0..1")
+    _check(p.init_scale >= 0, "pair.init_scale", "must be >= 0")
+    s = cfg.sensing
+    _check(0 <= s.adc_bits <= 16, "sensing.adc_bits", f"must be 0 (exact) or 1..16 bits (got {s.adc_bits})")
+    _check(s.read_noise >= 0, "sensing.read_noise", "must be >= 0 (fraction of the range)")
+    _check(s.every >= 1, "sensing.every", f"must be >= 1 sample (got {s.every})")
+    _check(cfg.scheme.max_pulses >= 1, "scheme.max_pulses", "must be >= 1")
+    m = cfg.model
+    _check(len(m.hidden) >= 0 and all(h >= 1 for h in m.hidden), "model.hidden", "widths must be >= 1")
+    _check(m.activation in ("sigmoid", "tanh", "relu"), "model.activation", "use sigmoid, tanh or relu")
+    t = cfg.train
+    _check(t.epochs >= 1, "train.epochs", f"must be >= 1 (got {t.epochs})")
+    _check(t.samples is None or t.samples >= 1, "train.samples", "must be >= 1 or omitted for all")
+    _check(t.test_samples is None or t.test_samples >= 1, "train.test_samples", "must be >= 1 or omitted")
+    _check(t.lr > 0 and math.isfinite(t.lr), "train.lr", f"must be a positive number (got {t.lr})")
+    _check(t.batch_size >= 1, "train.batch_size", "must be >= 1")
+    _check(t.replicas >= 1, "train.replicas", "must be >= 1")
+    _check(t.seed >= 0, "train.seed", "must be >= 0")
+    _check(t.un_every >= 1, "train.un_every", "must be >= 1")
+    _check(t.un_window >= 2, "train.un_window", "must be >= 2")
+    r = cfg.runtime
+    _check(r.device == "cpu" or r.device.startswith("cuda") or r.device == "mps", "runtime.device",
+           f"unknown torch device {r.device!r}; use cpu or cuda")
+    _check(r.threads >= 0, "runtime.threads", "must be >= 0")
+    _check(r.checkpoint_seconds > 0, "runtime.checkpoint_seconds", "must be > 0")
+
+
+def default_config() -> RunConfig:
+    return build_config({})
+
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DeviceConfig",
+    "ModelConfig",
+    "PairConfig",
+    "RunConfig",
+    "RuntimeConfig",
+    "SchemeConfig",
+    "SensingConfig",
+    "TrainConfig",
+    "build_config",
+    "default_config",
+    "flatten_config",
+    "load_toml",
+    "parse_assignments",
+    "replace",
+    "resolve",
+    "with_values",
+]

@@ -1,0 +1,138 @@
+"""Table device: measured conductance versus pulse number, for LTP and for LTD.
+
+A state G is placed on the measured curve of the pulse direction by inverse interpolation
+(its continuous "pulse coordinate"), moved by n pulses, and read back:
+
+    G_n = curve(curve^-1(G) + n)
+
+Both curves are piecewise linear in the pulse coordinate, so monotone data stay monotone.
+Curves are stored normalized to [0, 1] and mapped onto each device's [g_min, g_max], so the
+device-to-device spread of the bounds applies to measured devices too.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hnntrain.devices.base import DeviceModel
+
+
+class TableError(ValueError):
+    """A measured-curve CSV cannot be used; the message names the file, row or column."""
+
+
+@dataclass(frozen=True)
+class MeasuredCurves:
+    """Mean conductance per pulse number, microsiemens: ``ltp[0]`` is the start of LTP."""
+
+    ltp: np.ndarray
+    ltd: np.ndarray
+
+    @property
+    def g_min(self) -> float:
+        return float(min(self.ltp.min(), self.ltd.min()))
+
+    @property
+    def g_max(self) -> float:
+        return float(max(self.ltp.max(), self.ltd.max()))
+
+    @property
+    def levels(self) -> int:
+        return int(len(self.ltp) - 1)
+
+
+def read_curves(path: str | Path) -> MeasuredCurves:
+    """Read ``direction,pulse,conductance`` rows (header names case-insensitive). Several rows
+    per pulse number (cycles) are averaged. Non-monotone curves are made monotone (running
+    max for LTP, running min for LTD) with a warning."""
+    path = Path(path)
+    if not path.is_file():
+        raise TableError(f"{path}: file not found; pass a CSV with columns direction,pulse,conductance")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = {name.strip().lower(): name for name in (reader.fieldnames or [])}
+        missing = [c for c in ("direction", "pulse", "conductance") if c not in header]
+        if missing:
+            raise TableError(f"{path}: missing column(s) {', '.join(missing)}; header is {list(header)}")
+        points: dict[str, dict[int, list[float]]] = {"ltp": {}, "ltd": {}}
+        for row_no, row in enumerate(reader, start=2):
+            direction = (row[header["direction"]] or "").strip().lower()
+            if direction not in points:
+                raise TableError(f"{path}, row {row_no}: direction {direction!r} is not LTP or LTD")
+            try:
+                pulse = float(row[header["pulse"]])
+                value = float(row[header["conductance"]])
+            except (TypeError, ValueError):
+                raise TableError(f"{path}, row {row_no}: pulse and conductance must be numbers") from None
+            if pulse != int(pulse) or pulse < 0 or not np.isfinite(value):
+                raise TableError(f"{path}, row {row_no}: pulse must be a whole number >= 0, conductance finite")
+            points[direction].setdefault(int(pulse), []).append(value)
+    curves = {}
+    for direction, by_pulse in points.items():
+        if len(by_pulse) < 2:
+            raise TableError(f"{path}: {direction.upper()} needs at least two pulse numbers")
+        pulses = sorted(by_pulse)
+        if pulses != list(range(pulses[0], pulses[0] + len(pulses))):
+            raise TableError(f"{path}: {direction.upper()} pulse numbers must be consecutive")
+        mean = np.array([np.mean(by_pulse[p]) for p in pulses])
+        fixed = np.maximum.accumulate(mean) if direction == "ltp" else np.minimum.accumulate(mean)
+        if not np.allclose(fixed, mean):
+            warnings.warn(f"{path}: {direction.upper()} curve is not monotone; using its running "
+                          f"{'max' if direction == 'ltp' else 'min'}", stacklevel=2)
+        curves[direction] = fixed
+    if curves["ltp"][-1] <= curves["ltp"][0] or curves["ltd"][-1] >= curves["ltd"][0]:
+        raise TableError(f"{path}: LTP must rise and LTD must fall over the measured pulses")
+    return MeasuredCurves(ltp=curves["ltp"], ltd=curves["ltd"])
+
+
+def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
+    """Piecewise-linear interpolation of increasing ``xp`` -> ``fp``, clamped at the ends."""
+    idx = torch.searchsorted(xp, x.contiguous()).clamp(1, xp.numel() - 1)
+    x0, x1 = xp[idx - 1], xp[idx]
+    f0, f1 = fp[idx - 1], fp[idx]
+    t = ((x - x0) / (x1 - x0).clamp(min=1e-12)).clamp(0, 1)
+    return f0 + t * (f1 - f0)
+
+
+class TableDevice(DeviceModel):
+    name = "table"
+    shared_keys = ("u_ltp", "u_ltd")
+
+    def __init__(self, g_min: Tensor, g_max: Tensor, curves: MeasuredCurves, **noise):
+        super().__init__(g_min, g_max, curves.levels, **noise)
+        lo, hi = curves.g_min, curves.g_max
+        dtype = g_min.dtype
+        self.u_ltp = torch.as_tensor((curves.ltp - lo) / (hi - lo), dtype=dtype, device=g_min.device)
+        """LTP curve normalized to [0, 1], one point per pulse number."""
+        self.u_ltd = torch.as_tensor((curves.ltd - lo) / (hi - lo), dtype=dtype, device=g_min.device)
+        """LTD curve normalized to [0, 1], decreasing."""
+        self.curves_data = curves
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {**super().tensors(), "u_ltp": self.u_ltp, "u_ltd": self.u_ltd}
+
+    def _steps(self, u: Tensor, n: Tensor, curve: Tensor, sign: float) -> Tensor:
+        grid = torch.arange(curve.numel(), dtype=u.dtype, device=u.device)
+        pos = _interp(sign * u, sign * curve, grid)
+        return _interp(pos + n, grid, curve)
+
+    def response(self, g: Tensor, pulses: Tensor) -> Tensor:
+        g_range = self.g_max - self.g_min
+        u = (g - self.g_min) / g_range
+        up = self._steps(u, pulses.clamp(min=0), self.u_ltp, 1.0)
+        down = self._steps(u, (-pulses).clamp(min=0), self.u_ltd, -1.0)
+        u_new = torch.where(pulses > 0, up, torch.where(pulses < 0, down, u))
+        return self.g_min + u_new * g_range
+
+    def pulse_position(self, g: Tensor, ltp: bool) -> Tensor:
+        u = (g - self.g_min) / (self.g_max - self.g_min)
+        curve = self.u_ltp if ltp else self.u_ltd
+        grid = torch.arange(curve.numel(), dtype=u.dtype, device=u.device)
+        return _interp(u if ltp else -u, curve if ltp else -curve, grid)

@@ -1,0 +1,135 @@
+"""Differential-pair arrays: every weight is two devices, w = scale * (G+ - G-).
+
+State lives in one tensor ``g`` of shape (in, 2, E, out), input-major: ``g[:, 0]`` holds G+,
+``g[:, 1]`` holds G-, E is the ensemble axis (independent replicas in lockstep). Input-major
+because at batch 1 only the inputs (crossbar rows) with a non-zero activation receive pulses,
+and selecting them is then a copy of contiguous blocks; keeping both devices in one tensor lets
+a scheme pulse both with one call. Weights are (in, E, out) accordingly.
+
+:class:`FloatArray` is the floating-point stand-in with the same interface, used by the
+``fp`` reference scheme.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from hnntrain.config import PairConfig
+from hnntrain.devices.base import DeviceModel
+from hnntrain.metrics import WriteCounter
+
+PLUS, MINUS = 0, 1
+
+
+def init_weights(shape: tuple[int, int, int], fan_in: int, cfg: PairConfig, generator: torch.Generator) -> Tensor:
+    """(in, E, out) weights uniform in +/- init_scale / sqrt(fan_in), clipped to +/- w_max
+    (float64, CPU)."""
+    bound = min(cfg.init_scale / math.sqrt(fan_in), cfg.w_max)
+    return (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+
+
+class PairArray:
+    """Conductances of one layer's device pairs, the true device model, and write counters."""
+
+    uses_devices = True
+
+    def __init__(self, g: Tensor, model: DeviceModel, scale: float, max_pulses: int):
+        self.g = g
+        """(in, 2, E, out) conductances, microsiemens: [:, 0] = G+, [:, 1] = G-."""
+        self.model = model
+        """True device model, per-device parameters broadcastable to ``g``."""
+        self.scale = float(scale)
+        """Weight per microsiemens of G+ - G-."""
+        self.max_pulses = int(max_pulses)
+        """Pulse cap per device per update."""
+        self.counter = WriteCounter(g.shape[2], g.device)
+        self.w = self._weight(self.g)
+        self.dw_step = self.scale * model.nominal_step
+        """Weight change of one nominal (linear-equivalent) pulse on one device."""
+
+    @classmethod
+    def create(cls, weights: Tensor, model: DeviceModel, cfg: PairConfig, max_pulses: int) -> "PairArray":
+        """Program initial ``weights`` (in, E, out) around the common-mode level ``g_ref``."""
+        g_min, g_max = model.g_min.double(), model.g_max.double()
+        g_range = (g_max - g_min).mean()
+        scale = cfg.w_max / float(g_range)
+        g_ref = g_min + cfg.g_ref * (g_max - g_min)  # scalar or (in, 2, E, out)
+        sign = torch.tensor([1.0, -1.0], dtype=torch.float64).view(1, 2, 1, 1)
+        g = g_ref + sign * (weights / (2 * scale)).unsqueeze(1)
+        g = torch.minimum(torch.maximum(g, g_min), g_max)
+        return cls(g.to(model.g_min.dtype), model, scale, max_pulses)
+
+    def _weight(self, g: Tensor) -> Tensor:
+        return (g[:, PLUS] - g[:, MINUS]) * self.scale
+
+    @property
+    def weight(self) -> Tensor:
+        """(in, E, out) weights as the array computes with them (cached, kept current)."""
+        return self.w
+
+    def read(self, cols: Tensor | None = None) -> Tensor:
+        """True conductances (the physics; schemes use :mod:`hnntrain.sensing` instead)."""
+        return self.g if cols is None else self.g.index_select(0, cols)
+
+    def pulse(self, pulses: Tensor, cols: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        """Apply signed pulse counts (k, 2, E, out) to the inputs ``cols`` (all when None).
+
+        Counts are capped at ``max_pulses`` per device, applied through the device model with
+        cycle-to-cycle noise, counted, and the weights updated. Returns the new conductances
+        of the touched columns.
+        """
+        pulses = pulses.clamp(-self.max_pulses, self.max_pulses)
+        self.counter.add_pulses(pulses)
+        if cols is None:
+            self.g = self.model.apply(self.g, pulses, generator)
+            self.w = self._weight(self.g)
+            return self.g
+        g_new = self.model.columns(cols).apply(self.g.index_select(0, cols), pulses, generator)
+        self.g.index_copy_(0, cols, g_new)
+        self.w.index_copy_(0, cols, self._weight(g_new))
+        return g_new
+
+    def set_conductance(self, g_new: Tensor, mask: Tensor) -> None:
+        """Program devices where ``mask`` is true to ``g_new`` (resets, refresh), in bounds.
+        Counted as program events per device."""
+        self.g = torch.where(mask, self.model.clip(g_new), self.g)
+        self.w = self._weight(self.g)
+        self.counter.add_programs(mask)
+
+    def state_dict(self) -> dict:
+        return {"g": self.g, "counter": self.counter.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.g = state["g"].to(self.g.device)
+        self.w = self._weight(self.g)
+        self.counter.load_state_dict(state["counter"])
+
+
+class FloatArray:
+    """Floating-point weights with the array interface (no devices, no pulses)."""
+
+    uses_devices = False
+
+    def __init__(self, w: Tensor):
+        self.w = w
+        self.counter = WriteCounter(w.shape[1], w.device)
+
+    @property
+    def weight(self) -> Tensor:
+        return self.w
+
+    def add(self, dw: Tensor, cols: Tensor | None) -> None:
+        if cols is None:
+            self.w += dw
+        else:
+            self.w.index_add_(0, cols, dw)
+
+    def state_dict(self) -> dict:
+        return {"w": self.w, "counter": self.counter.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.w = state["w"].to(self.w.device)
+        self.counter.load_state_dict(state["counter"])

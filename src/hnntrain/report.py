@@ -1,0 +1,67 @@
+"""Figures and tables. Device responses now; comparison and sweep reports build on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from hnntrain.devices.base import DeviceModel
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_device(model: DeviceModel, path: str | Path, title: str = "") -> dict[str, float | int]:
+    """Two panels: conductance versus pulse number (LTP from g_min, LTD from g_max) and the
+    per-pulse change versus conductance. Returns a summary of the nominal response."""
+    plt = _pyplot()
+    up, down = model.curves()
+    pulses = torch.arange(up.numel())
+    d_up, d_down = up.diff(), down.diff()
+    linear = float(model.nominal_step)
+    fig, (ax_curve, ax_step) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_curve.plot(pulses, up, label="LTP (from g_min)", color="tab:red")
+    ax_curve.plot(pulses, down, label="LTD (from g_max)", color="tab:blue")
+    ax_curve.plot(pulses, float(up[0]) + linear * pulses, ":", color="gray", label="linear reference")
+    ax_curve.set_xlabel("pulse number")
+    ax_curve.set_ylabel("conductance (µS)")
+    ax_curve.legend()
+    ax_curve.set_title("response")
+    ax_step.plot(up[:-1], d_up, ".-", color="tab:red", label="LTP step")
+    ax_step.plot(down[:-1], d_down, ".-", color="tab:blue", label="LTD step")
+    ax_step.axhline(linear, ls=":", color="gray", label="+/- linear step")
+    ax_step.axhline(-linear, ls=":", color="gray")
+    ax_step.set_xlabel("conductance before the pulse (µS)")
+    ax_step.set_ylabel("ΔG per pulse (µS)")
+    ax_step.legend()
+    ax_step.set_title("step versus state")
+    if title:
+        fig.suptitle(f"device: {title}")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    summary: dict[str, float | int] = {
+        "model": model.name,
+        "levels (pulses g_min->g_max)": model.levels,
+        "g_min (µS)": float(up[0]),
+        "g_max (µS)": float(down[0]),
+        "linear step (µS)": linear,
+        "LTP first/last step vs linear": f"{float(d_up[0]) / linear:.3g} / {float(d_up[-1]) / linear:.3g}",
+        "LTD first/last step vs linear": f"{float(-d_down[0]) / linear:.3g} / {float(-d_down[-1]) / linear:.3g}",
+    }
+    for direction in ("ltp", "ltd"):
+        a = getattr(model, f"a_{direction}", None)
+        if a is not None:
+            from hnntrain.devices.exponential import norm_a_to_nl
+
+            summary[f"A {direction.upper()} (pulses)"] = float(a.double().mean())
+            summary[f"NL {direction.upper()}"] = norm_a_to_nl(float(a.double().mean()) / model.levels)
+    return summary

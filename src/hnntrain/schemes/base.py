@@ -1,0 +1,109 @@
+"""The update-scheme interface: how a requested weight change becomes device operations.
+
+A scheme is one small class. The trainer builds one instance per layer and, for every update,
+calls :meth:`UpdateScheme.update` with the SGD request ``dW`` (k, E, out) on the inputs
+``cols`` of the layer (None: all inputs; at batch 1 only the inputs that are non-zero can
+receive pulses, as on a crossbar). Arrays are input-major: conductances (in, 2, E, out). The scheme turns it into pulses through
+``array.pulse`` (which caps, applies the device physics, and counts), or programs devices
+with ``array.set_conductance``. Everything it keeps between updates is explicit state,
+returned by :meth:`state_dict`.
+
+A scheme declares the hardware it needs (:meth:`hardware`) so that comparisons list it next
+to accuracy (design section 6, "same hardware").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import Tensor
+
+from hnntrain.config import ConfigError, SensingConfig
+from hnntrain.devices.base import DeviceModel
+from hnntrain.sensing import SensedState, Sensor
+
+SCHEMES: dict[str, type["UpdateScheme"]] = {}
+
+
+def register(cls: type["UpdateScheme"]) -> type["UpdateScheme"]:
+    SCHEMES[cls.name] = cls
+    return cls
+
+
+def stochastic_round(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Unbiased rounding to integers: floor(x + U), U ~ Uniform[0, 1); E[result] = x."""
+    return torch.floor(x + torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype))
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """This scheme has no options."""
+
+
+@dataclass
+class SchemeContext:
+    """What a scheme may know besides its array: the nominal device, the sensing hardware."""
+
+    nominal: DeviceModel
+    """The device model a controller believes in (no variation)."""
+    sensing: SensingConfig
+    sensor: Sensor
+
+    def sensed_state(self) -> SensedState:
+        return SensedState(self.sensor, self.nominal, self.sensing.every, self.sensing.track)
+
+
+def parse_options(cls: type, values: Mapping[str, Any]) -> Any:
+    """Scheme options from ``scheme.<key>`` values, checked against the dataclass ``cls``."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            hint = f"options are {', '.join(sorted(known))}" if known else "this scheme has no options"
+            raise ConfigError(f"scheme.{key}", f"unknown option; {hint}")
+        default = known[key].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"scheme.{key}", f"expected true or false, got {value!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"scheme.{key}", f"expected a number, got {value!r}")
+            value = type(default)(value) if isinstance(default, float) or float(value) == int(value) else value
+        kwargs[key] = value
+    options = cls(**kwargs)
+    check = getattr(options, "check", None)
+    if check is not None:
+        check()
+    return options
+
+
+class UpdateScheme:
+    """Base class; see the module docstring."""
+
+    name: ClassVar[str] = ""
+    uses_devices: ClassVar[bool] = True
+    """False only for the floating-point reference (its array holds plain weights)."""
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any, array, ctx: SchemeContext):
+        self.options = options
+        self.array = array
+        self.ctx = ctx
+
+    def hardware(self) -> dict[str, Any]:
+        """What this scheme needs beyond the pair array and its pulse drivers."""
+        return {"digital_bits_per_synapse": 0, "extra_arrays": 0, "sensing": False, "refresh": False}
+
+    def before_sample(self, samples: int, generator: torch.Generator | None) -> None:
+        """Called once per update, before it (for example: sensing that is due)."""
+
+    def update(self, request: Tensor, cols: Tensor | None, generator: torch.Generator | None) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

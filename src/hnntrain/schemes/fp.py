@@ -1,0 +1,23 @@
+"""``fp``: the floating-point reference. Same network, same loop, exact weight updates."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hnntrain.schemes.base import UpdateScheme, register
+
+
+@register
+class FloatingPoint(UpdateScheme):
+    """w <- w + dW exactly (no devices, no pulses). The accuracy every scheme is held against."""
+
+    name = "fp"
+    uses_devices = False
+
+    def hardware(self) -> dict:
+        return {"digital_bits_per_synapse": 32, "extra_arrays": 0, "sensing": False, "refresh": False,
+                "note": "floating-point weights; no device array"}
+
+    def update(self, request: Tensor, cols: Tensor | None, generator: torch.Generator | None) -> None:
+        self.array.add(request, cols)

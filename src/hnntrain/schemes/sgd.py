@@ -1,0 +1,27 @@
+"""``sgd``: open-loop pulsed SGD on the pair, NeuroSim style.
+
+Pulse counts come from the nominal (linear-equivalent) step, regardless of the device state:
+
+    n = stochastic_round(dW / (2 * dw_step)),   G+ gets +n pulses, G- gets -n pulses
+
+(push-pull: a weight increase is LTP on G+ and LTD on G-, each worth half of it; dw_step is the
+weight change of one nominal pulse on one device). Stochastic rounding makes the request
+unbiased on a linear device. On a nonlinear device the realized change depends on where each
+device sits on its curve: the failure mode the other schemes address.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
+
+
+@register
+class OpenLoopSGD(UpdateScheme):
+    name = "sgd"
+
+    def update(self, request: Tensor, cols: Tensor | None, generator: torch.Generator | None) -> None:
+        n = stochastic_round(request * (0.5 / self.array.dw_step), generator)
+        self.array.pulse(torch.stack((n, -n), dim=1), cols, generator)

@@ -1,0 +1,98 @@
+"""Conductance sensing: b-bit ADC, read noise, sensing interval, and the controller's estimate.
+
+A read returns, per device,
+
+    G_sensed = g_min + range * round(clip((G + sigma_read * range * xi - g_min) / range, 0, 1) * (2^b - 1)) / (2^b - 1)
+
+i.e. 2^b codes spread evenly over the nominal [g_min, g_max] (b = 0: exact, noise only).
+A scheme never sees true conductances: it sees a :class:`SensedState`, refreshed every K
+training samples and, between reads, either held or propagated through the nominal device
+model for every pulse the controller issued (``track``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hnntrain.config import SensingConfig
+from hnntrain.devices.base import DeviceModel
+
+
+class Sensor:
+    """The read path (ADC + noise) for one nominal conductance range."""
+
+    def __init__(self, cfg: SensingConfig, g_min: float, g_max: float):
+        self.cfg = cfg
+        self.g_min = float(g_min)
+        self.g_max = float(g_max)
+        self.codes = (1 << cfg.adc_bits) - 1 if cfg.adc_bits > 0 else 0
+        """Highest ADC code (2^b - 1); 0 for an exact read."""
+
+    @property
+    def lsb(self) -> float:
+        """Conductance per ADC code, microsiemens (0 for an exact read)."""
+        return (self.g_max - self.g_min) / self.codes if self.codes else 0.0
+
+    def read(self, g: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        g_range = self.g_max - self.g_min
+        if self.cfg.read_noise > 0:
+            g = g + torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype) * (self.cfg.read_noise * g_range)
+        if not self.codes:
+            return g
+        code = torch.round((g - self.g_min) / g_range * self.codes).clamp(0, self.codes)
+        return self.g_min + code * (g_range / self.codes)
+
+    def to_code(self, g: Tensor) -> Tensor:
+        """Conductance -> ADC code (float tensor of integers), the scheme-side view."""
+        if not self.codes:
+            raise ValueError("sensing.adc_bits = 0 (exact reads) has no codes")
+        return torch.round((g - self.g_min) / (self.g_max - self.g_min) * self.codes).clamp(0, self.codes)
+
+
+class SensedState:
+    """What a controller knows about one array: the last reading, optionally tracked.
+
+    ``refresh_if_due`` is called once per training sample; every ``every`` samples it reads
+    all devices (counted in the array's write counter as senses).
+    """
+
+    def __init__(self, sensor: Sensor, nominal: DeviceModel, every: int, track: bool):
+        self.sensor = sensor
+        self.nominal = nominal
+        self.every = int(every)
+        self.track = bool(track)
+        self.estimate: Tensor | None = None
+        self.samples_since_read = 0
+
+    def refresh_if_due(self, array, samples: int, generator: torch.Generator | None) -> bool:
+        """Read ``array`` when ``every`` samples have passed since the last read (or never read)."""
+        self.samples_since_read += samples
+        if self.estimate is not None and self.samples_since_read < self.every:
+            return False
+        self.estimate = self.sensor.read(array.read(), generator)
+        array.counter.senses += array.g.numel()
+        self.samples_since_read = 0
+        return True
+
+    def view(self, cols: Tensor | None) -> Tensor:
+        assert self.estimate is not None, "refresh_if_due() must run before the first update"
+        return self.estimate if cols is None else self.estimate.index_select(0, cols)
+
+    def after_pulses(self, pulses: Tensor, cols: Tensor | None) -> None:
+        """Propagate the estimate through the nominal model for the issued pulses."""
+        if not self.track or self.estimate is None:
+            return
+        old = self.view(cols)
+        new = self.nominal.apply(old, pulses)
+        if cols is None:
+            self.estimate = new
+        else:
+            self.estimate.index_copy_(0, cols, new)
+
+    def state_dict(self) -> dict:
+        return {"estimate": self.estimate, "samples_since_read": self.samples_since_read}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.estimate = state["estimate"]
+        self.samples_since_read = state["samples_since_read"]
