@@ -23,8 +23,9 @@ data_app = typer.Typer(no_args_is_help=True, help="Datasets: fetch MNIST.")
 app.add_typer(device_app, name="device")
 app.add_typer(data_app, name="data")
 
-console = Console()
-err_console = Console(stderr=True)
+# Wide tables when the output is a file or a pipe (rich would assume 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 150)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
 
 
 def _fail(message: str) -> None:

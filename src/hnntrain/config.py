@@ -324,7 +324,6 @@ def with_values(cfg: RunConfig, **dotted: Any) -> RunConfig:
     """A copy of ``cfg`` with dotted-key overrides (keys use ``__`` for the dot)."""
     values = flatten_config(cfg)
     values.update({k.replace("__", "."): v for k, v in dotted.items()})
-    values.pop("device.preset", None)  # preset already folded into the explicit values
     return build_config(values)
 
 

@@ -113,8 +113,9 @@ class ExponentialDevice(DeviceModel):
         # G + (G - G_inf) * expm1(-n/A) == G_inf + (G - G_inf) exp(-n/A), but stays accurate in
         # float32 for nearly linear devices, where G_inf is far outside the range.
         up = pulses > 0
-        g_inf = torch.where(up, self.p("g_inf_ltp"), self.p("g_inf_ltd"))
-        rate = torch.where(up, self.p("neg_inv_a_ltp"), self.p("neg_inv_a_ltd"))
+        # tensors, not floats: torch.where of two Python floats would return float32
+        g_inf = torch.where(up, self.g_inf_ltp, self.g_inf_ltd)
+        rate = torch.where(up, self.neg_inv_a_ltp, self.neg_inv_a_ltd)
         return g + (g - g_inf) * torch.expm1(pulses.abs() * rate)
 
     def pulse_position(self, g: Tensor, ltp: bool) -> Tensor:

@@ -1,0 +1,57 @@
+import json
+
+from typer.testing import CliRunner
+
+from hnntrain.cli import app
+
+runner = CliRunner()
+
+
+def test_run_command_writes_result(tmp_path, idx_dir):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["run", "--set", "model.hidden=[16]", "--set", "device.preset=abrupt-ltd",
+                              "--data-dir", str(idx_dir), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "ok" and 0 <= result["test_accuracy"] <= 1
+
+
+def test_config_file_with_bad_value_names_field(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[device]\nlevels = 1\n")
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "device.levels" in res.output and "Traceback" not in res.output
+
+
+def test_missing_or_truncated_data_files_give_clear_error(tmp_path, idx_dir):
+    (idx_dir / "train-labels-idx1-ubyte").unlink()
+    res = runner.invoke(app, ["run", "--data-dir", str(idx_dir), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "train-labels" in res.output
+    (idx_dir / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x01\x90\x01")
+    res = runner.invoke(app, ["run", "--data-dir", str(idx_dir), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "train-labels-idx1-ubyte" in res.output and "Traceback" not in res.output
+
+
+def test_device_show_writes_png_and_rejects_unknown(tmp_path):
+    png = tmp_path / "dev.png"
+    res = runner.invoke(app, ["device", "show", "abrupt-ltd", "--out", str(png)])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "NL LTD" in res.output
+    res = runner.invoke(app, ["device", "show", "no-such-device"])
+    assert res.exit_code == 2 and "preset" in res.output
+
+
+def test_device_show_accepts_measured_csv(tmp_path):
+    csv = tmp_path / "m.csv"
+    csv.write_text("Direction,Pulse,Conductance\n" + "\n".join(
+        [f"LTP,{i},{1 + i * 0.5}" for i in range(9)] + [f"LTD,{i},{5 - i * 0.5}" for i in range(9)]))
+    res = runner.invoke(app, ["device", "show", str(csv), "--out", str(tmp_path / "m.png")])
+    assert res.exit_code == 0, res.output
+
+
+def test_lists():
+    assert runner.invoke(app, ["schemes"]).exit_code == 0
+    res = runner.invoke(app, ["device", "list"])
+    assert res.exit_code == 0 and "abrupt-ltd" in res.output

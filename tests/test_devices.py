@@ -1,0 +1,182 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hnntrain.config import ConfigError, DeviceConfig, build_config
+from hnntrain.devices import (
+    ExponentialDevice,
+    TableError,
+    build_device,
+    nl_to_norm_a,
+    nl_to_pulses,
+    nominal_device,
+    norm_a_to_nl,
+    read_curves,
+)
+
+# NeuroSim's getParamA table (formula.cpp), as quoted in literature.md section 2.2
+NEUROSIM_TABLE = {0.5: 2.519877, 1: 1.251653, 2: 0.609035, 3: 0.386830, 4: 0.269089, 5: 0.192406,
+                  6: 0.135619, 7: 0.090139, 8: 0.052781, 9: 0.022810, 2.40: 0.4992, 4.88: 0.2003}
+
+
+@pytest.mark.parametrize("nl,norm_a", sorted(NEUROSIM_TABLE.items()))
+def test_nl_label_matches_neurosim_table(nl, norm_a):
+    # the table prints 6 decimals; the manual's examples (2.40, 4.88) print 4
+    tol = 1e-6 if nl in range(10) or nl == 0.5 else 1e-4
+    assert nl_to_norm_a(nl) == pytest.approx(norm_a, abs=tol)
+    assert norm_a_to_nl(norm_a) == pytest.approx(nl, abs=1e-3)
+
+
+def test_nl_grid_interpolation_close_to_exact():
+    nl = torch.tensor([0.3, 1.7, 4.2, 8.8] * 20, dtype=torch.float64)
+    exact = torch.tensor([nl_to_norm_a(v) * 64 for v in nl.tolist()], dtype=torch.float64)
+    assert torch.allclose(nl_to_pulses(nl, 64), exact, rtol=2e-3)
+
+
+def abrupt(**kw):
+    return build_config({"device.preset": "abrupt-ltd", **{f"device.{k}": v for k, v in kw.items()}}).device
+
+
+def test_exponential_closed_form_is_neurosim_curve():
+    """G_LTP(P) = B(1 - exp(-P/A)) + g_min, with B = range / (1 - exp(-Pmax/A))."""
+    cfg = abrupt()
+    model = nominal_device(cfg, dtype=torch.float64)
+    a = nl_to_norm_a(2.0) * 64
+    b = 9.0 / (1 - math.exp(-64 / a))
+    for p in (0, 1, 5, 30, 64):
+        g = model.apply(torch.tensor([1.0], dtype=torch.float64), torch.tensor([float(p)], dtype=torch.float64))
+        assert float(g) == pytest.approx(b * (1 - math.exp(-p / a)) + 1.0, rel=1e-12)
+    up, down = model.curves()
+    assert float(up[-1]) == pytest.approx(10.0) and float(down[-1]) == pytest.approx(1.0)
+
+
+def test_n_pulses_at_once_equal_n_single_pulses():
+    model = nominal_device(abrupt(), dtype=torch.float64)
+    g0 = torch.linspace(1, 10, 11, dtype=torch.float64)
+    for n in (3, -3, 7, -7):
+        once = model.apply(g0, torch.full_like(g0, n))
+        stepwise = g0
+        for _ in range(abs(n)):
+            stepwise = model.apply(stepwise, torch.full_like(g0, math.copysign(1, n)))
+        assert torch.allclose(once, stepwise, atol=1e-12)
+
+
+def test_linear_device_moves_exactly_one_step():
+    model = nominal_device(build_config({"device.preset": "ideal"}).device, dtype=torch.float64)
+    g = torch.tensor([5.0, 5.0, 1.0, 10.0], dtype=torch.float64)
+    out = model.apply(g, torch.tensor([1.0, -2.0, -1.0, 1.0], dtype=torch.float64))
+    step = 9.0 / 256
+    assert torch.allclose(out, torch.tensor([5 + step, 5 - 2 * step, 1.0, 10.0], dtype=torch.float64))
+
+
+def test_nl_zero_is_linear():
+    model = nominal_device(DeviceConfig(nl_ltp=0.0, nl_ltd=0.0, levels=50))
+    up, down = model.curves()
+    assert torch.allclose(up.diff(), torch.full((50,), 9.0 / 50, dtype=torch.float64), rtol=1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    nl_ltp=st.floats(0, 9), nl_ltd=st.floats(0, 9), levels=st.integers(2, 300),
+    c2c=st.floats(0, 0.1), seed=st.integers(0, 2**31),
+    pulses=st.lists(st.integers(-40, 40), min_size=1, max_size=30),
+)
+def test_conductance_stays_in_bounds(nl_ltp, nl_ltd, levels, c2c, seed, pulses):
+    cfg = DeviceConfig(nl_ltp=nl_ltp, nl_ltd=nl_ltd, levels=levels, c2c=c2c, d2d_g=0.05, d2d_nl=0.3)
+    gen = torch.Generator().manual_seed(seed)
+    model = build_device(cfg, (len(pulses),), gen)
+    g = model.g_min + torch.rand(len(pulses), generator=gen) * (model.g_max - model.g_min)
+    for _ in range(3):
+        g = model.apply(g, torch.tensor(pulses, dtype=torch.float32), gen)
+        assert bool(((g >= model.g_min) & (g <= model.g_max)).all())
+
+
+@settings(max_examples=30, deadline=None)
+@given(preset=st.sampled_from(["ideal", "abrupt-ltd", "abrupt-ltp", "nonlinear-both", "pcmo"]),
+       seed=st.integers(0, 1000))
+def test_zero_pulses_change_nothing_even_with_noise(preset, seed):
+    cfg = build_config({"device.preset": preset, "device.c2c": 0.05}).device
+    model = build_device(cfg)
+    g = torch.linspace(cfg.g_min, cfg.g_max, 17)
+    assert torch.equal(model.apply(g, torch.zeros(17), torch.Generator().manual_seed(seed)), g)
+
+
+def test_additive_c2c_sigma_scales_with_sqrt_pulses():
+    cfg = DeviceConfig(model="linear", levels=1000, c2c=0.01)
+    model = build_device(cfg)
+    g = torch.full((200_000,), 5.0, dtype=torch.float32)
+    for n in (1, 4):
+        out = model.apply(g, torch.full_like(g, float(n)), torch.Generator().manual_seed(1))
+        spread = (out - (5.0 + n * 9.0 / 1000)).std()
+        assert float(spread) == pytest.approx(0.01 * 9.0 * math.sqrt(n), rel=0.02)
+
+
+def test_multiplicative_c2c_scales_the_change():
+    cfg = DeviceConfig(model="linear", levels=100, c2c=0.2, c2c_mode="multiplicative")
+    model = build_device(cfg)
+    g = torch.full((200_000,), 5.0, dtype=torch.float64)
+    out = model.apply(g, torch.full_like(g, 4.0), torch.Generator().manual_seed(2))
+    change = out - 5.0
+    assert float(change.mean()) == pytest.approx(4 * 0.09, rel=0.01)
+    assert float(change.std() / change.mean()) == pytest.approx(0.2 / 2, rel=0.03)
+
+
+def test_d2d_draws_are_per_device_and_reproducible():
+    cfg = DeviceConfig(nl_ltp=2, nl_ltd=6, d2d_nl=0.5, d2d_g=0.02)
+    a = build_device(cfg, (3, 2, 1, 4), torch.Generator().manual_seed(7))
+    b = build_device(cfg, (3, 2, 1, 4), torch.Generator().manual_seed(7))
+    assert a.a_ltd.shape == (3, 2, 1, 4) and a.g_max.shape == (3, 2, 1, 4)
+    assert torch.equal(a.a_ltd, b.a_ltd) and a.a_ltd.std() > 0
+    assert bool((a.g_max > a.g_min).all())
+
+
+def test_columns_selects_per_device_parameters():
+    cfg = DeviceConfig(d2d_g=0.05)
+    model = build_device(cfg, (5, 2, 1, 3), torch.Generator().manual_seed(0))
+    sub = model.columns(torch.tensor([4, 1]))
+    assert torch.equal(sub.g_min, model.g_min[[4, 1]])
+
+
+def write_csv(path, ltp, ltd, header="direction,pulse,conductance"):
+    rows = [header] + [f"LTP,{i},{g}" for i, g in enumerate(ltp)] + [f"LTD,{i},{g}" for i, g in enumerate(ltd)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_table_device_reproduces_measured_points(tmp_path):
+    ltp = [1.0, 3.0, 4.5, 5.5, 6.0]
+    ltd = [6.0, 2.0, 1.5, 1.2, 1.0]
+    csv_path = write_csv(tmp_path / "dev.csv", ltp, ltd)
+    cfg = build_config({"device.model": "table", "device.table": str(csv_path)}).device
+    assert (cfg.g_min, cfg.g_max, cfg.levels) == (1.0, 6.0, 4)
+    model = nominal_device(cfg, dtype=torch.float64)
+    start = torch.tensor([1.0, 3.0, 6.0, 2.0], dtype=torch.float64)
+    out = model.apply(start, torch.tensor([1.0, 2.0, -1.0, -2.0], dtype=torch.float64))
+    assert torch.allclose(out, torch.tensor([3.0, 5.5, 2.0, 1.2], dtype=torch.float64))
+    # between points: linear in the pulse coordinate
+    mid = model.apply(torch.tensor([2.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64))
+    assert float(mid) == pytest.approx(3.75)
+
+
+def test_table_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("direction,pulse\nLTP,0\n")
+    with pytest.raises(TableError, match="missing column"):
+        read_curves(bad)
+    bad.write_text("direction,pulse,conductance\nLTP,0,1\nLTP,1,x\n")
+    with pytest.raises(TableError, match="row 3"):
+        read_curves(bad)
+    with pytest.raises(ConfigError, match="device.table"):
+        build_config({"device.model": "table", "device.table": str(tmp_path / "missing.csv")})
+
+
+def test_exponential_pulse_position_inverts_curve():
+    model = nominal_device(abrupt(), dtype=torch.float64)
+    assert isinstance(model, ExponentialDevice)
+    up, down = model.curves()
+    p = torch.arange(65, dtype=torch.float64)
+    assert torch.allclose(model.pulse_position(up, True), p, atol=1e-6)
+    assert torch.allclose(model.pulse_position(down[:20], False), p[:20], atol=1e-5)
