@@ -74,14 +74,17 @@ class PairArray:
         """True conductances (the physics; schemes use :mod:`hnntrain.sensing` instead)."""
         return self.g if cols is None else self.g.index_select(0, cols)
 
-    def pulse(self, pulses: Tensor, cols: Tensor | None, generator: torch.Generator | None) -> Tensor:
+    def pulse(self, pulses: Tensor, cols: Tensor | None, generator: torch.Generator | None,
+              cap: int | None = None) -> Tensor:
         """Apply signed pulse counts (k, 2, E, out) to the inputs ``cols`` (all when None).
 
-        Counts are capped at ``max_pulses`` per device, applied through the device model with
+        Counts are capped at ``cap`` (default ``max_pulses``) per device, applied through the
+        device model with
         cycle-to-cycle noise, counted, and the weights updated. Returns the new conductances
         of the touched columns.
         """
-        pulses = pulses.clamp(-self.max_pulses, self.max_pulses)
+        cap = self.max_pulses if cap is None else cap
+        pulses = pulses.clamp(-cap, cap)
         self.counter.add_pulses(pulses)
         if cols is None:
             self.g = self.model.apply(self.g, pulses, generator)

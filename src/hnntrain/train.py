@@ -99,7 +99,8 @@ class Trainer:
         replicas = cfg.train.replicas
         nominal = nominal_device(cfg.device, device=self.device)
         self.ctx = SchemeContext(nominal=nominal, sensing=cfg.sensing,
-                                 sensor=Sensor(cfg.sensing, float(nominal.g_min), float(nominal.g_max)))
+                                 sensor=Sensor(cfg.sensing, float(nominal.g_min), float(nominal.g_max)),
+                                 device=cfg.device, max_pulses=cfg.scheme.max_pulses)
         has_d2d = cfg.device.d2d_g > 0 or cfg.device.d2d_nl > 0
         self.arrays: list[Any] = []
         self.schemes = []

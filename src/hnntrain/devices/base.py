@@ -87,6 +87,13 @@ class DeviceModel(ABC):
         frac = (g - self.g_min) / self.g_range
         return (frac if ltp else 1 - frac) * self.levels
 
+    def pulses_to(self, g: Tensor, target: Tensor, ltp: Tensor) -> Tensor:
+        """Continuous number of pulses (>= 0) that moves ``g`` to ``target`` along LTP (where
+        ``ltp``) or LTD: the model inverted, for nonlinearity-aware pulse counts."""
+        up = self.pulse_position(target, True) - self.pulse_position(g, True)
+        down = self.pulse_position(target, False) - self.pulse_position(g, False)
+        return torch.where(ltp, up, down).clamp(min=0)
+
     def apply(self, g: Tensor, pulses: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """New conductances after signed ``pulses``, with cycle-to-cycle noise, in bounds.
 

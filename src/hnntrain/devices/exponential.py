@@ -118,6 +118,13 @@ class ExponentialDevice(DeviceModel):
         rate = torch.where(up, self.neg_inv_a_ltp, self.neg_inv_a_ltd)
         return g + (g - g_inf) * torch.expm1(pulses.abs() * rate)
 
+    def pulses_to(self, g: Tensor, target: Tensor, ltp: Tensor) -> Tensor:
+        """n = A ln((G - G_inf) / (target - G_inf)), the closed form inverted (either direction)."""
+        g_inf = torch.where(ltp, self.g_inf_ltp, self.g_inf_ltd)
+        a = torch.where(ltp, self.a_ltp, self.a_ltd)
+        ratio = (g - g_inf) / (target - g_inf)
+        return (a * torch.log(ratio.clamp(min=1e-30))).clamp(min=0)
+
     def pulse_position(self, g: Tensor, ltp: bool) -> Tensor:
         """Invert the curve: P such that G_LTP(P) = g (or G_LTD(P) = g), continuous."""
         if ltp:

@@ -23,5 +23,9 @@ class LinearDevice(DeviceModel):
     def tensors(self) -> dict[str, Tensor]:
         return {**super().tensors(), "step": self.step}
 
+    def pulses_to(self, g: Tensor, target: Tensor, ltp: Tensor) -> Tensor:
+        change = torch.where(ltp, target - g, g - target)
+        return (change / self.step).clamp(min=0)
+
     def response(self, g: Tensor, pulses: Tensor) -> Tensor:
         return g + pulses * self.p("step")

@@ -1,6 +1,6 @@
 """Update schemes, one module each. ``SCHEMES`` maps names to classes."""
 
-from hnntrain.schemes import fp, sgd  # noqa: F401  (registration)
+from hnntrain.schemes import crus, fp, sgd  # noqa: F401  (registration)
 from hnntrain.schemes.base import SCHEMES, SchemeContext, UpdateScheme, parse_options, register, stochastic_round
 
 __all__ = ["SCHEMES", "SchemeContext", "UpdateScheme", "build_scheme", "parse_options", "register", "stochastic_round"]

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import Tensor
 
-from hnntrain.config import ConfigError, SensingConfig
+from hnntrain.config import ConfigError, DeviceConfig, SensingConfig
 from hnntrain.devices.base import DeviceModel
 from hnntrain.sensing import SensedState, Sensor
 
@@ -51,6 +51,9 @@ class SchemeContext:
     """The device model a controller believes in (no variation)."""
     sensing: SensingConfig
     sensor: Sensor
+    device: DeviceConfig | None = None
+    """The nominal device description (for schemes that optimize against it)."""
+    max_pulses: int = 16
 
     def sensed_state(self) -> SensedState:
         return SensedState(self.sensor, self.nominal, self.sensing.every, self.sensing.track)

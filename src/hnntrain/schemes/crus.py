@@ -1,0 +1,183 @@
+"""``crus``: conditional reverse update (Lee et al., arXiv 2111.07113; our reconstruction).
+
+A weight increase can be made *directly* (the gradual direction on the device whose change
+raises w) or in *reverse* (the other direction, on the partner device); a decrease likewise.
+CRUS chooses per synapse and per update, from **sensed** conductances only:
+
+    codes    = ADC codes of the controller's estimate of (G+, G-)   (refreshed every K samples,
+               tracked through the nominal model between reads)
+    action   = policy_up[codes] if dW > 0 else policy_down[codes]   (0: LTP-based, 1: LTD-based)
+    device   = the one whose LTP (or LTD) moves w the requested way
+    n        = stochastic_round(A * ln((G_est - G_inf) / (G_target - G_inf)))   (model inverted)
+    refresh  = at each read, pairs in policy_refresh states are reset to the home bound and the
+               sensed difference is reprogrammed on one device
+
+The policy tables come from :mod:`hnntrain.optimize` (the linear optimization over sensed pair
+states that minimizes the expected update noise for this device and sensing spec) or, with
+``optimize = false``, from hand thresholds (``reverse_levels``, ``window_levels``). See
+``docs/crus.md`` for the reasoning, the assumptions and the ablations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hnntrain.config import ConfigError
+from hnntrain.optimize import LTD_ACTION, LTP_ACTION, OptimizeSpec, Policy, solve
+from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
+
+
+@dataclass(frozen=True)
+class CrusOptions:
+    reverse: bool = True
+    """Allow reverse (abrupt-direction) updates; false: gradual direction only."""
+    refresh: bool = True
+    """Allow pair refresh at sensing time."""
+    optimize: bool = True
+    """Policy from the linear optimization (true) or from the hand thresholds below (false)."""
+    reverse_levels: int = 2
+    """Hand rule: reverse when the partner is sensed 1..reverse_levels ADC levels from home."""
+    window_levels: int = -1
+    """Hand rule: refresh a pair when both devices are sensed more than this many levels from
+    home; -1 means half the ADC range."""
+    track: bool = True
+    """Propagate the estimate through the nominal model between reads."""
+    request_pulses: float = 1.0
+    """Optimization: mean request size in nominal steps."""
+    noise_window: float = 100.0
+    """Optimization: updates over which rounding noise averages (see hnntrain.optimize)."""
+
+    def check(self) -> None:
+        if self.reverse_levels < 0:
+            raise ConfigError("scheme.reverse_levels", "must be >= 0 ADC levels")
+        if self.request_pulses <= 0:
+            raise ConfigError("scheme.request_pulses", "must be > 0 nominal steps")
+        if self.noise_window < 1:
+            raise ConfigError("scheme.noise_window", "must be >= 1 update")
+
+
+@lru_cache(maxsize=32)
+def _optimized(device, sensing, spec: OptimizeSpec) -> Policy:
+    return solve(device, sensing, spec)
+
+
+def hand_policy(levels: int, home: str, reverse_levels: int, window_levels: int, reverse: bool, refresh: bool) -> Policy:
+    """Thresholds in ADC levels counted from the home bound (g_min for abrupt LTD)."""
+    lvl = np.arange(levels)
+    dist = lvl if home == "g_min" else levels - 1 - lvl  # levels from home
+    d_plus, d_minus = np.meshgrid(dist, dist, indexing="ij")
+    # the abrupt direction brings a device home: LTD for home g_min, LTP for home g_max
+    abrupt = LTD_ACTION if home == "g_min" else LTP_ACTION
+    gradual = 1 - abrupt
+    in_reverse = lambda d: (d >= 1) & (d <= reverse_levels)  # noqa: E731
+    # increase: abrupt on G- (home g_min: LTD on G-) when G- is in the reverse window
+    up = np.where(reverse & in_reverse(d_minus if home == "g_min" else d_plus), abrupt, gradual)
+    down = np.where(reverse & in_reverse(d_plus if home == "g_min" else d_minus), abrupt, gradual)
+    window = window_levels if window_levels >= 0 else levels // 2
+    ref = refresh & (d_plus > window) & (d_minus > window)
+    return Policy(levels=levels, up=up.astype(np.int8), down=down.astype(np.int8), refresh=ref, home=home,
+                  expected_un=float("nan"), occupancy=np.zeros((levels, levels)))
+
+
+@register
+class CRUS(UpdateScheme):
+    name = "crus"
+    Options = CrusOptions
+
+    def __init__(self, options: CrusOptions, array, ctx):
+        super().__init__(options, array, ctx)
+        sensing = ctx.sensing
+        spec = OptimizeSpec(request_pulses=options.request_pulses, max_pulses=ctx.max_pulses,
+                            refresh=options.refresh, reverse=options.reverse, noise_window=options.noise_window)
+        optimal = _optimized(ctx.device, sensing, spec)
+        if options.optimize:
+            self.policy = optimal
+        else:
+            self.policy = hand_policy(optimal.levels, optimal.home, options.reverse_levels, options.window_levels,
+                                      options.reverse, options.refresh)
+        device = array.g.device
+        self.levels = self.policy.levels
+        self.table_up = torch.as_tensor(self.policy.up.ravel(), device=device).bool()  # True: LTD-based
+        self.table_down = torch.as_tensor(self.policy.down.ravel(), device=device).bool()
+        self.table_refresh = torch.as_tensor(self.policy.refresh.ravel(), device=device)
+        self.sensed = ctx.sensed_state()
+        self.sensed.track = options.track
+        nominal = ctx.nominal
+        self.g_min, self.g_max = float(nominal.g_min), float(nominal.g_max)
+        self.home_is_min = self.policy.home == "g_min"
+
+    def hardware(self) -> dict:
+        bits = self.ctx.sensing.adc_bits or 8
+        return {
+            "digital_bits_per_synapse": 2 * (max(bits, 8) if self.options.track else bits),
+            "extra_arrays": 0,
+            "sensing": True,
+            "refresh": self.options.refresh,
+            "note": "stores a sensed (tracked) estimate of both devices; policy table in the controller",
+        }
+
+    # -- state --------------------------------------------------------------------------------
+    def _codes(self, g: Tensor) -> Tensor:
+        """Flat policy index of each pair from conductances (..., 2, E, out) -> (..., E, out)."""
+        scale = (self.levels - 1) / (self.g_max - self.g_min)
+        codes = ((g - self.g_min) * scale).round_().clamp_(0, self.levels - 1).long()
+        return codes[:, 0] * self.levels + codes[:, 1]
+
+    def before_sample(self, samples: int, generator) -> None:
+        if self.sensed.refresh_if_due(self.array, samples, generator) and self.options.refresh:
+            self._refresh(generator)
+
+    def _refresh(self, generator) -> None:
+        """Reset flagged pairs to home and reprogram the sensed difference on one device."""
+        est = self.sensed.estimate
+        mask = self.table_refresh[self._codes(est)]  # (in, E, out)
+        if not bool(mask.any()):
+            return
+        array = self.array
+        diff = est[:, 0] - est[:, 1]
+        home = self.g_min if self.home_is_min else self.g_max
+        if self.home_is_min:  # the larger device carries the difference above g_min
+            target = torch.stack((self.g_min + diff.clamp(min=0), self.g_min + (-diff).clamp(min=0)), dim=1)
+        else:
+            target = torch.stack((self.g_max - (-diff).clamp(min=0), self.g_max - diff.clamp(min=0)), dim=1)
+        both = mask.unsqueeze(1).expand_as(est)
+        array.set_conductance(torch.full_like(est, home), both)
+        ltp = torch.full_like(est, self.home_is_min, dtype=torch.bool)
+        start = torch.full_like(est, home)
+        n = stochastic_round(self.ctx.nominal.pulses_to(start, target.clamp(self.g_min, self.g_max), ltp), generator)
+        n = torch.where(both, n, torch.zeros_like(n))
+        # reprogramming from home may take up to the full pulse range (a refresh is a slow write)
+        array.pulse(n if self.home_is_min else -n, None, generator, cap=array.model.levels)
+        array.counter.refreshes += int(mask.sum())
+        self.sensed.estimate = torch.where(both, target, est)
+
+    # -- one update -----------------------------------------------------------------------------
+    def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
+        est = self.sensed.view(cols)  # (k, 2, E, out)
+        idx = self._codes(est)
+        increase = request > 0
+        use_ltd = torch.where(increase, self.table_up[idx], self.table_down[idx])
+        ltp = ~use_ltd
+        # increases: LTP on G+ or LTD on G-; decreases: LTP on G- or LTD on G+
+        moves_plus = increase == ltp
+        g_est = torch.where(moves_plus, est[:, 0], est[:, 1])
+        change = request.abs() * (1.0 / self.array.scale)  # microsiemens on one device
+        target = torch.where(ltp, g_est + change, g_est - change).clamp_(self.g_min, self.g_max)
+        n = stochastic_round(self.ctx.nominal.pulses_to(g_est, target, ltp), generator)
+        signed = torch.where(ltp, n, -n)
+        zero = torch.zeros_like(signed)
+        pulses = torch.stack((torch.where(moves_plus, signed, zero), torch.where(moves_plus, zero, signed)), dim=1)
+        pulses = pulses.clamp_(-self.array.max_pulses, self.array.max_pulses)  # tracked as issued
+        self.array.pulse(pulses, cols, generator)
+        self.sensed.after_pulses(pulses, cols)
+
+    def state_dict(self) -> dict:
+        return {"sensed": self.sensed.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sensed.load_state_dict(state["sensed"])
