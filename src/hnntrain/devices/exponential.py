@@ -54,7 +54,10 @@ def nl_to_norm_a(nl: float) -> float:
     if nl > 9.0:
         raise ValueError(f"NL label {nl} is outside NeuroSim's table range 0..9")
     target = _NL_PER_DISTANCE * math.sqrt(2.0) * nl
-    return math.exp(brentq(lambda log_a: max_excess(math.exp(log_a)) - target, math.log(1e-3), math.log(1e4), xtol=1e-13))
+    if max_excess(_LINEAR_NORM_A) >= target:  # indistinguishable from linear
+        return _LINEAR_NORM_A
+    return math.exp(brentq(lambda log_a: max_excess(math.exp(log_a)) - target, math.log(1e-3),
+                           math.log(_LINEAR_NORM_A), xtol=1e-13))
 
 
 def norm_a_to_nl(norm_a: float) -> float:

@@ -7,6 +7,7 @@ The ideal reference device: the only non-ideality left is the finite number of l
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from hnntrain.devices.base import DeviceModel
