@@ -224,6 +224,78 @@ def device_show(
     console.print(f"plot written to {target}")
 
 
+@app.command("optimize")
+def optimize_command(
+    device: str = typer.Option("abrupt-ltd", "--device", help="Preset, measured-curve CSV or TOML device file."),
+    adc_bits: int = typer.Option(4, "--adc-bits", help="ADC resolution in bits (0: exact)."),
+    sense_every: int = typer.Option(100, "--sense-every", help="Sensing interval K in samples."),
+    read_noise: float = typer.Option(0.0, "--read-noise", help="Read-noise sigma, fraction of the range."),
+    max_pulses: int = typer.Option(16, "--max-pulses", help="Pulse cap per device per update."),
+    request_pulses: float = typer.Option(1.0, "--request-pulses", help="Mean request, nominal steps."),
+    no_reverse: bool = typer.Option(False, "--no-reverse", help="Forbid reverse updates."),
+    no_refresh: bool = typer.Option(False, "--no-refresh", help="Forbid refresh."),
+    show_tables: bool = typer.Option(False, "--tables", help="Print the full policy tables."),
+) -> None:
+    """The linear optimization behind CRUS: policy and predicted update noise for a device."""
+    from hnntrain.config import SensingConfig
+    from hnntrain.optimize import OptimizeSpec, solve
+
+    try:
+        dev = _device_config(device, [])
+        sensing = SensingConfig(adc_bits=adc_bits, every=sense_every, read_noise=read_noise)
+        from hnntrain.config import ConfigError, RunConfig, validate
+
+        validate(RunConfig(device=dev, sensing=sensing))
+        spec = OptimizeSpec(request_pulses=request_pulses, max_pulses=max_pulses, reverse=not no_reverse,
+                            refresh=not no_refresh)
+        start = time.monotonic()
+        policy = solve(dev, sensing, spec)
+        others = {name: solve(dev, sensing, OptimizeSpec(request_pulses=request_pulses, max_pulses=max_pulses,
+                                                         reverse=rev, refresh=ref)).expected_un
+                  for name, rev, ref in (("gradual direction only", False, False), ("no reverse", False, True),
+                                         ("no refresh", True, False))}
+    except _user_errors() as err:
+        _fail(str(err))
+    table = Table(title=f"CRUS policy for {device}, {adc_bits}-bit ADC, sensed every {sense_every} samples")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in policy.summary().items():
+        table.add_row(key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value))
+    for name, un in others.items():
+        table.add_row(f"predicted UN, {name}", f"{un:.4g}")
+    table.add_row("solve time (s)", f"{time.monotonic() - start:.2f}")
+    console.print(table)
+    if show_tables:
+        for name, grid in (("increase: 1 = LTD on G-, 0 = LTP on G+", policy.up),
+                           ("decrease: 1 = LTD on G+, 0 = LTP on G-", policy.down),
+                           ("refresh", policy.refresh.astype(int))):
+            console.print(f"[bold]{name}[/] (rows: sensed G+ level, columns: sensed G- level)")
+            for row in grid:
+                console.print(" ".join(str(int(v)) for v in row), highlight=False)
+
+
+@app.command("plot-un")
+def plot_un_command(
+    results: list[Path] = typer.Argument(..., help="result.json files (or run directories)."),
+    out: Path = typer.Option(Path("update-noise.png"), "--out", "-o", help="PNG to write."),
+) -> None:
+    """Plot update noise versus training samples for finished runs."""
+    import json
+
+    from hnntrain.report import plot_update_noise
+
+    loaded = {}
+    for path in results:
+        file = path / "result.json" if path.is_dir() else path
+        if not file.is_file():
+            _fail(f"{file}: no result.json there; pass a run directory or its result.json")
+        res = json.loads(file.read_text())
+        cfg = res["config"]
+        loaded[f"{cfg['scheme']['name']} / {cfg['device'].get('preset') or cfg['device']['model']} ({path})"] = res
+    plot_update_noise(loaded, out)
+    console.print(f"plot written to {out}")
+
+
 @data_app.command("fetch")
 def data_fetch(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Fetch into this directory (default: the cache)."),

@@ -81,6 +81,10 @@ class UpdateNoise:
         zeros = torch.zeros(replicas, dtype=torch.float64, device=weight.device)
         self.sum1, self.count1 = zeros.clone(), zeros.clone()
         self.sum_w, self.count_w = zeros.clone(), zeros.clone()
+        self.window1_in_window = zeros.clone()
+        self.window1_count_in_window = zeros.clone()
+        self.last: tuple[Tensor, Tensor] | None = None
+        """(window-1 mean, long-window UN) per replica of the window closed last."""
 
     def record_request(self, requested: Tensor, cols: Tensor | None) -> None:
         """Add one update's SGD request (k, E, out) to the long-window sum."""
@@ -93,6 +97,8 @@ class UpdateNoise:
         ratio, valid = noise_ratio(realized.double(), requested.double())
         self.sum1 += ratio
         self.count1 += valid
+        self.window1_in_window += ratio
+        self.window1_count_in_window += valid
 
     def end_update(self, weight: Tensor) -> None:
         """Close the long window after ``window`` updates (the realized sum is W_now - W_start)."""
@@ -107,6 +113,9 @@ class UpdateNoise:
         ratio, valid = noise_ratio(w_now - self.w_start, self.requested)
         self.sum_w += ratio
         self.count_w += valid
+        self.last = (self.window1_in_window / self.window1_count_in_window, torch.where(valid, ratio, torch.nan))
+        self.window1_in_window.zero_()
+        self.window1_count_in_window.zero_()
         self.w_start = w_now.clone()
         self.requested.zero_()
         self.updates_in_window = 0

@@ -59,6 +59,8 @@ class OptimizeSpec:
     """Quadrature points for the request magnitude distribution."""
     max_pulses: int = 16
     """Pulse cap per device per update (hardware)."""
+    c2c: float = 0.0
+    """Cycle-to-cycle sigma per pulse, fraction of the range (its variance adds n * c2c^2)."""
     refresh: bool = True
     """Allow the refresh plan."""
     reverse: bool = True
@@ -94,7 +96,10 @@ class Policy:
         # increase by LTD on G-: at which sensed G- levels (any G+)?
         rev_minus_levels = sorted(set(lvl[reverse_up.any(axis=0)].tolist()))
         refresh_states = int(self.refresh.sum())
-        visited = occ > 1e-6
+        # levels that hold 95 % of each device's long-run occupancy (both devices alike)
+        marginal = (occ.sum(axis=0) + occ.sum(axis=1)) / 2
+        order = np.argsort(-marginal)
+        keep = order[: int(np.searchsorted(np.cumsum(marginal[order]), 0.95)) + 1]
         return {
             "levels": self.levels,
             "home": self.home,
@@ -104,8 +109,7 @@ class Policy:
             "share_ltd_decreases": float((occ * (self.down == LTD_ACTION)).sum()),
             "refresh_states": refresh_states,
             "refresh_rate_per_update": float((occ * self.refresh).sum()),
-            "operating_window_levels": [int(lvl[visited.any(axis=1) | visited.any(axis=0)].min(initial=0)),
-                                        int(lvl[visited.any(axis=1) | visited.any(axis=0)].max(initial=0))],
+            "operating_window_levels_95pct": [int(keep.min()), int(keep.max())],
         }
 
 
@@ -142,8 +146,21 @@ class _Physics:
         return np.clip(n, 0, self.cap)
 
 
-def solve(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSpec = OptimizeSpec()) -> Policy:
-    """Optimal CRUS policy for a device and sensing specification (see module docstring)."""
+@dataclass
+class Problem:
+    """The decision problem: per plan, expected cost (S,) and transition matrix (S x S)."""
+
+    levels: int
+    home: str
+    plans: list[tuple[int, int, bool]]
+    costs: list[np.ndarray]
+    transitions: list[sp.csr_matrix]
+    mean_sq: float
+    """Mean squared request: the normalization that turns cost into update noise."""
+
+
+def build_problem(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSpec = OptimizeSpec()) -> Problem:
+    """Discretize the pair states and tabulate every plan's cost and transitions."""
     model = nominal_device(device, dtype=torch.float64)
     phys = _Physics(model, spec.max_pulses)
     adc_levels = (1 << sensing.adc_bits) if sensing.adc_bits > 0 else 256
@@ -188,7 +205,7 @@ def solve(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSpec = Opt
                     realized = x_new - x_dev  # change of this device
                     # its effect on G+ - G-: + for G+, - for G-
                     mean_effect += pn * (realized if moves_plus else -realized)
-                    mean_sq_effect += pn * realized**2
+                    mean_sq_effect += pn * (realized**2 + n * spec.c2c**2)  # c2c: variance n sigma^2
                     p = 0.5 * pm * pn  # two-point estimate error: each half
                     lo, hi, t = code_split(x_new)
                     for code, pc in ((lo, 1 - t), (hi, t)):
@@ -230,7 +247,16 @@ def solve(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSpec = Opt
         costs.append(c)
         transitions.append(t.tocsr())
     mean_sq = float(np.sum(weights * magnitudes**2))
+    return Problem(levels=levels, home=home, plans=plans, costs=costs, transitions=transitions, mean_sq=mean_sq)
 
+
+def solve(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSpec = OptimizeSpec()) -> Policy:
+    """Optimal CRUS policy for a device and sensing specification (see module docstring)."""
+    problem = build_problem(device, sensing, spec)
+    levels, plans, costs, transitions, mean_sq = (problem.levels, problem.plans, problem.costs,
+                                                  problem.transitions, problem.mean_sq)
+    home = problem.home
+    n_states = levels * levels
     # LP in occupation measures x(s, a), variables ordered plan-major
     n_plans = len(plans)
     c_vec = np.concatenate(costs) / mean_sq

@@ -65,3 +65,31 @@ def plot_device(model: DeviceModel, path: str | Path, title: str = "") -> dict[s
             summary[f"A {direction.upper()} (pulses)"] = float(a.double().mean())
             summary[f"NL {direction.upper()}"] = norm_a_to_nl(float(a.double().mean()) / model.levels)
     return summary
+
+
+def plot_update_noise(results: dict[str, dict], path: str | Path, title: str = "") -> None:
+    """UN versus training samples (long window, and the window-1 mean within each window),
+    one line per run, from the ``un_trace`` of result.json files. Log scale: schemes differ by
+    orders of magnitude."""
+    plt = _pyplot()
+    fig, (ax_w, ax_1) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, result in results.items():
+        trace = result.get("un_trace") or []
+        if not trace:
+            continue
+        samples = [t["samples"] for t in trace]
+        ax_w.plot(samples, [t["window"] for t in trace], label=name)
+        ax_1.plot(samples, [t["window1"] for t in trace], label=name)
+    for ax, what in ((ax_w, "long window"), (ax_1, "window 1 (mean within each long window)")):
+        ax.set_yscale("log")
+        ax.set_xlabel("training samples")
+        ax.set_ylabel("update noise ‖ΣΔW_real − ΣΔW_SGD‖² / ‖ΣΔW_SGD‖²")
+        ax.set_title(f"UN, {what}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

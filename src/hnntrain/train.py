@@ -127,6 +127,8 @@ class Trainer:
         self.loss_sum = torch.zeros(replicas, dtype=torch.float64, device=self.device)
         self.loss_count = 0
         self.history: list[dict] = []
+        self.un_trace: list[dict] = []
+        """Update noise of every closed long window: samples seen, window-1 and window UN."""
         self.train_seconds = 0.0
         self.samples_done = 0
         self._counter_marks = self._counter_totals()
@@ -172,6 +174,15 @@ class Trainer:
         self.loss_sum += step.loss
         self.loss_count += x.shape[0]
         self.updates += 1
+        if self.noise[0].updates_in_window == 0:  # a long window just closed in every layer
+            self._trace_window(pending=x.shape[0])
+
+    def _trace_window(self, pending: int = 0) -> None:
+        """Append the closed window's UN (mean over layers and replicas) to the trace."""
+        window1 = torch.stack([n.last[0] for n in self.noise]).nanmean()
+        window = torch.stack([n.last[1] for n in self.noise]).nanmean()
+        self.un_trace.append({"samples": self.samples_done + pending,
+                              "window1": float(window1), "window": float(window)})
 
     # -- evaluation -------------------------------------------------------------------------
     @torch.no_grad()
@@ -211,9 +222,12 @@ class Trainer:
         self._check_finite()
         accuracy = self.evaluate()
         layers = []
+        closes = self.noise[0].updates_in_window > 0
         for noise, array in zip(self.noise, self.arrays):
             noise.close_window(array.weight)
             layers.append(noise.take())
+        if closes:
+            self._trace_window()
         totals = self._counter_totals()
         delta = {k: totals[k] - self._counter_marks[k] for k in totals}
         self._counter_marks = totals
@@ -313,6 +327,7 @@ class Trainer:
             "loss_sum": self.loss_sum,
             "loss_count": self.loss_count,
             "history": self.history,
+            "un_trace": self.un_trace,
             "train_seconds": self.train_seconds,
             "samples_done": self.samples_done,
             "counter_marks": self._counter_marks,
@@ -326,7 +341,8 @@ class Trainer:
         if state["config_hash"] != config_hash(self.cfg):
             raise ValueError("the checkpoint belongs to a different configuration; start a new --out "
                              "directory or run without --resume")
-        for key in ("epoch", "position", "order", "updates", "loss_count", "history", "train_seconds", "samples_done"):
+        for key in ("epoch", "position", "order", "updates", "loss_count", "history", "un_trace", "train_seconds",
+                    "samples_done"):
             setattr(self, key, state[key])
         self._counter_marks = state["counter_marks"]
         self.loss_sum = state["loss_sum"].to(self.device)
@@ -380,6 +396,7 @@ def build_result(cfg: RunConfig, trainer: Trainer | None, status: str, error: st
         "test_accuracy": final["test_accuracy"] if final else None,
         "replicas": final["test_accuracy_replicas"] if final else [],
         "epochs": history,
+        "un_trace": trainer.un_trace if trainer else [],
         "hardware": trainer.hardware() if trainer else {},
         "samples_per_s": samples / seconds if seconds > 0 else None,
         "replica_samples_per_s": samples * cfg.train.replicas / seconds if seconds > 0 else None,

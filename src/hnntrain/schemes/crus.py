@@ -92,7 +92,7 @@ class CRUS(UpdateScheme):
     def __init__(self, options: CrusOptions, array, ctx):
         super().__init__(options, array, ctx)
         sensing = ctx.sensing
-        spec = OptimizeSpec(request_pulses=options.request_pulses, max_pulses=ctx.max_pulses,
+        spec = OptimizeSpec(request_pulses=options.request_pulses, max_pulses=ctx.max_pulses, c2c=ctx.device.c2c,
                             refresh=options.refresh, reverse=options.reverse, noise_window=options.noise_window)
         optimal = _optimized(ctx.device, sensing, spec)
         if options.optimize:
