@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/hnntrain demo --out runs/demo
+	$(VENV)/bin/hnntrain compare --device abrupt-ltd --samples 20000 --c2c 0.02 --out runs/compare
 
 test: $(STAMP)
 	$(PY) -m pytest

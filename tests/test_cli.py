@@ -55,3 +55,29 @@ def test_lists():
     assert runner.invoke(app, ["schemes"]).exit_code == 0
     res = runner.invoke(app, ["device", "list"])
     assert res.exit_code == 0 and "abrupt-ltd" in res.output
+
+
+def test_compare_writes_table_json_and_figures(tmp_path, idx_dir):
+    out = tmp_path / "cmp"
+    res = runner.invoke(app, ["compare", "--schemes", "fp,sgd,crus", "--seeds", "2", "--data-dir", str(idx_dir),
+                              "--set", "model.hidden=[12]", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "compare.json").read_text())
+    assert [row["scheme"] for row in data["schemes"]] == ["fp", "sgd", "crus"]
+    for row in data["schemes"]:
+        for key in ("scheme", "test_accuracy", "test_accuracy_std", "update_noise", "pulses_per_sample", "senses",
+                    "refreshes", "digital_bits"):
+            assert key in row
+    # the same device draws for every scheme: one seed, shared; crus senses, sgd does not
+    rows = {row["scheme"]: row for row in data["schemes"]}
+    assert rows["crus"]["senses"] > 0 and rows["sgd"]["senses"] == 0
+    for name in ("compare.md", "accuracy.png", "update-noise.png"):
+        assert (out / name).stat().st_size > 0
+    for scheme in ("fp", "sgd", "crus"):
+        cfg = json.loads((out / scheme / "result.json").read_text())["config"]
+        assert cfg["sensing"]["adc_bits"] == 4 and cfg["train"]["replicas"] == 2
+
+
+def test_compare_rejects_unknown_scheme_before_training(tmp_path):
+    res = runner.invoke(app, ["compare", "--schemes", "sgd,nope", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "scheme.name" in res.output

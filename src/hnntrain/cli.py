@@ -126,29 +126,61 @@ def run_command(
         _fail(result["error"])
 
 
-@app.command("demo")
-def demo_command(
-    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Directory for the four runs."),
-    epochs: int = typer.Option(1, "--epochs", help="Epochs per run."),
-    samples: Optional[int] = typer.Option(None, "--samples", help="Training subset (default: all 60,000)."),
+@app.command("compare")
+def compare_command(
+    device: str = typer.Option("abrupt-ltd", "--device", "-d", help="Preset, measured-curve CSV or TOML device file."),
+    schemes: str = typer.Option(",".join(__import__("hnntrain.compare", fromlist=["x"]).DEFAULT_SCHEMES), "--schemes",
+                                help="Comma-separated scheme names."),
+    epochs: int = typer.Option(1, "--epochs", help="Epochs per scheme."),
+    seeds: int = typer.Option(1, "--seeds", help="Independent replicas per scheme (trained in lockstep)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Training subset per epoch (default: all)."),
+    adc_bits: int = typer.Option(4, "--adc-bits", help="ADC bits for every scheme that senses."),
+    sense_every: int = typer.Option(100, "--sense-every", help="Sensing interval K, samples."),
+    c2c: Optional[float] = typer.Option(None, "--c2c", help="Cycle-to-cycle sigma, fraction of range (default: the device's)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Any other shared key, e.g. --set scheme.max_pulses=8."),
+    out: Path = typer.Option(Path("runs/compare"), "--out", "-o", help="Output directory."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of MNIST-layout IDX files."),
 ) -> None:
-    """The main job: fp and sgd on the ideal and abrupt-ltd devices, one table."""
-    from hnntrain.config import build_config
+    """Compare update schemes on the same hardware: table, compare.md/json, figures."""
+    from hnntrain.compare import compare
+    from hnntrain.config import ConfigError, build_config, parse_assignments
     from hnntrain.train import load_datasets
 
-    rows = []
+    names = [n.strip() for n in schemes.split(",") if n.strip()]
     try:
-        base = {"train.epochs": epochs, "train.samples": samples, "data.dir": str(data_dir) if data_dir else None}
+        base: dict[str, Any] = {f"device.{k}": v for k, v in _device_values(device).items()}
+        base.update({"train.epochs": epochs, "train.replicas": seeds, "train.samples": samples,
+                     "sensing.adc_bits": adc_bits, "sensing.every": sense_every})
+        if c2c is not None:
+            base["device.c2c"] = c2c
+        if data_dir:
+            base["data.dir"] = str(data_dir)
+        base.update(parse_assignments(set_))
+        if "scheme.name" in base:
+            raise ConfigError("scheme.name", "use --schemes to choose schemes in a comparison")
+        if not base.get("train.eval_every"):
+            base["train.eval_every"] = max((samples or 60000) // 10, 1)
+        from hnntrain.schemes import get_scheme
+
+        for name in names:
+            get_scheme(name)
         datasets = load_datasets(build_config(base))
-        for preset in ("ideal", "abrupt-ltd"):
-            for scheme in ("fp", "sgd"):
-                cfg = build_config({**base, "device.preset": preset, "scheme.name": scheme})
-                name = f"{scheme} / {preset}"
-                rows.append((name, train_with_progress(cfg, out / f"{preset}-{scheme}", False, f"{name}: ", datasets)))
+        rows, title = compare(base, names, out, lambda cfg, d: train_with_progress(
+            cfg, d, False, f"{cfg.scheme.name}: ", datasets))
     except _user_errors() as err:
         _fail(str(err))
-    console.print(_result_table(rows, f"MNIST, 784-100-10, {epochs} epoch(s), batch 1"))
+    table = Table(title=title)
+    for column in ("scheme", "test acc. %", "UN window", "UN window 1", "pulses/sample", "senses", "refreshes",
+                   "digital bits", "extra arrays"):
+        table.add_column(column, justify="left" if column == "scheme" else "right")
+    for r in rows:
+        acc = "failed" if r["test_accuracy"] is None else f"{r['test_accuracy'] * 100:.2f} ± {r['test_accuracy_std'] * 100:.2f}"
+        table.add_row(r["scheme"], acc, f"{r['update_noise']:.3g}", f"{r['update_noise_window1']:.3g}",
+                      f"{r['pulses_per_sample']:.1f}", f"{r['senses']:.3g}", f"{r['refreshes']:.0f}",
+                      str(r["digital_bits"]), str(r["extra_arrays"]))
+    console.print(table)
+    console.print(f"written: {out / 'compare.md'}, {out / 'compare.json'}, {out / 'accuracy.png'}, "
+                  f"{out / 'update-noise.png'}")
 
 
 @app.command("schemes")
@@ -179,21 +211,27 @@ def device_list() -> None:
     console.print(table)
 
 
-def _device_config(spec: str, overrides: list[str]):
-    """PRESET, a measured-curve CSV, or a TOML file with a [device] table -> DeviceConfig."""
-    from hnntrain.config import ConfigError, build_config, load_toml, parse_assignments
+def _device_values(spec: str) -> dict[str, Any]:
+    """PRESET, a measured-curve CSV, or a TOML file with a [device] table -> device.* values
+    (keys without the section)."""
+    from hnntrain.config import ConfigError, load_toml
     from hnntrain.devices import PRESETS
 
-    values: dict[str, Any] = {}
     path = Path(spec)
     if spec.lower() in PRESETS:
-        values["device.preset"] = spec.lower()
-    elif path.suffix.lower() == ".csv":
-        values.update({"device.model": "table", "device.table": str(path)})
-    elif path.suffix.lower() == ".toml":
-        values.update({k: v for k, v in load_toml(path).items() if k.startswith("device.")})
-    else:
-        raise ConfigError("device", f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a .csv/.toml file")
+        return {"preset": spec.lower()}
+    if path.suffix.lower() == ".csv":
+        return {"model": "table", "table": str(path)}
+    if path.suffix.lower() == ".toml":
+        return {k[len("device."):]: v for k, v in load_toml(path).items() if k.startswith("device.")}
+    raise ConfigError("device", f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a .csv/.toml file")
+
+
+def _device_config(spec: str, overrides: list[str]):
+    """The validated DeviceConfig of a preset/CSV/TOML spec plus ``--set`` overrides."""
+    from hnntrain.config import build_config, parse_assignments
+
+    values = {f"device.{k}": v for k, v in _device_values(spec).items()}
     values.update(parse_assignments(overrides))
     return build_config(values).device
 

@@ -141,6 +141,9 @@ class TrainConfig:
     own draws from the run seed; all replicas see the same sample order."""
     shuffle: bool = True
     """Shuffle the training samples every epoch."""
+    eval_every: int = 0
+    """Also evaluate on the test set every N training samples (0: at epoch ends only), >= 0;
+    gives accuracy-versus-training curves within an epoch."""
     un_every: int = 10
     """Estimate the window-1 update noise on every N-th update, >= 1 (it is a mean over
     updates, so sampling keeps it unbiased while saving time)."""
@@ -385,6 +388,7 @@ def validate(cfg: RunConfig) -> None:
     _check(t.replicas >= 1, "train.replicas", "must be >= 1")
     _check(t.seed >= 0, "train.seed", "must be >= 0")
     _check(t.un_every >= 1, "train.un_every", "must be >= 1")
+    _check(t.eval_every >= 0, "train.eval_every", "must be >= 0 samples (0: epoch ends only)")
     _check(t.un_window >= 2, "train.un_window", "must be >= 2")
     r = cfg.runtime
     _check(r.device == "cpu" or r.device.startswith("cuda") or r.device == "mps", "runtime.device",

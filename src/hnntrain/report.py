@@ -93,3 +93,27 @@ def plot_update_noise(results: dict[str, dict], path: str | Path, title: str = "
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_accuracy(results: dict[str, dict], path: str | Path, title: str = "") -> None:
+    """Test accuracy (mean over replicas, band: min..max) versus training samples per run."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, result in results.items():
+        evals = result.get("evals") or []
+        if not evals:
+            continue
+        samples = [e["samples"] for e in evals]
+        ax.plot(samples, [100 * e["test_accuracy"] for e in evals], marker="o", ms=3, label=name)
+        if len(evals[0]["replicas"]) > 1:
+            ax.fill_between(samples, [100 * min(e["replicas"]) for e in evals],
+                            [100 * max(e["replicas"]) for e in evals], alpha=0.15)
+    ax.set_xlabel("training samples")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title or "test accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -128,6 +128,8 @@ class Trainer:
         self.loss_count = 0
         self.history: list[dict] = []
         self.un_trace: list[dict] = []
+        self.evals: list[dict] = []
+        """Test accuracy during training: samples seen, mean and per-replica accuracy."""
         """Update noise of every closed long window: samples seen, window-1 and window UN."""
         self.train_seconds = 0.0
         self.samples_done = 0
@@ -195,6 +197,10 @@ class Trainer:
             correct += (logits.argmax(-1) == self.test_y[start:start + chunk]).sum(-1)
         return (correct / self.test_x.shape[0]).cpu()
 
+    def _record_eval(self, accuracy: Tensor) -> None:
+        self.evals.append({"samples": self.samples_done, "test_accuracy": float(accuracy.mean()),
+                           "replicas": accuracy.tolist()})
+
     def _counter_totals(self) -> dict[str, float]:
         """Run totals, mean over replicas, summed over layers."""
         ltp = np.zeros(2)
@@ -221,6 +227,7 @@ class Trainer:
     def _close_epoch(self, seconds: float) -> dict:
         self._check_finite()
         accuracy = self.evaluate()
+        self._record_eval(accuracy)
         layers = []
         closes = self.noise[0].updates_in_window > 0
         for noise, array in zip(self.noise, self.arrays):
@@ -293,6 +300,9 @@ class Trainer:
                     self.position += idx.numel()
                     self.samples_done += idx.numel()
                     steps += 1
+                    every = self.cfg.train.eval_every
+                    if every and self.samples_done % every < idx.numel() and self.position < n:
+                        self._record_eval(self.evaluate())
                     if steps % report_every == 0:
                         now = time.monotonic()
                         if progress is not None:
@@ -328,6 +338,7 @@ class Trainer:
             "loss_count": self.loss_count,
             "history": self.history,
             "un_trace": self.un_trace,
+            "evals": self.evals,
             "train_seconds": self.train_seconds,
             "samples_done": self.samples_done,
             "counter_marks": self._counter_marks,
@@ -341,8 +352,8 @@ class Trainer:
         if state["config_hash"] != config_hash(self.cfg):
             raise ValueError("the checkpoint belongs to a different configuration; start a new --out "
                              "directory or run without --resume")
-        for key in ("epoch", "position", "order", "updates", "loss_count", "history", "un_trace", "train_seconds",
-                    "samples_done"):
+        for key in ("epoch", "position", "order", "updates", "loss_count", "history", "un_trace", "evals",
+                    "train_seconds", "samples_done"):
             setattr(self, key, state[key])
         self._counter_marks = state["counter_marks"]
         self.loss_sum = state["loss_sum"].to(self.device)
@@ -397,6 +408,7 @@ def build_result(cfg: RunConfig, trainer: Trainer | None, status: str, error: st
         "replicas": final["test_accuracy_replicas"] if final else [],
         "epochs": history,
         "un_trace": trainer.un_trace if trainer else [],
+        "evals": trainer.evals if trainer else [],
         "hardware": trainer.hardware() if trainer else {},
         "samples_per_s": samples / seconds if seconds > 0 else None,
         "replica_samples_per_s": samples * cfg.train.replicas / seconds if seconds > 0 else None,

@@ -1,6 +1,16 @@
 """Update schemes, one module each. ``SCHEMES`` maps names to classes."""
 
-from hnntrain.schemes import crus, fp, sgd  # noqa: F401  (registration)
+from hnntrain.schemes import (  # noqa: F401  (registration)
+    crus,
+    fp,
+    manhattan,
+    mixed_precision,
+    nonlinearity_aware,
+    sgd,
+    threshold,
+    tiki_taka,
+    unidirectional,
+)
 from hnntrain.schemes.base import SCHEMES, SchemeContext, UpdateScheme, parse_options, register, stochastic_round
 
 __all__ = ["SCHEMES", "SchemeContext", "UpdateScheme", "build_scheme", "parse_options", "register", "stochastic_round"]

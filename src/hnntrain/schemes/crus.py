@@ -29,7 +29,8 @@ from torch import Tensor
 
 from hnntrain.config import ConfigError
 from hnntrain.optimize import LTD_ACTION, LTP_ACTION, OptimizeSpec, Policy, solve
-from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
+from hnntrain.schemes.base import UpdateScheme, register
+from hnntrain.schemes.common import assemble, model_pulses, refresh_pairs
 
 
 @dataclass(frozen=True)
@@ -136,25 +137,8 @@ class CRUS(UpdateScheme):
         """Reset flagged pairs to home and reprogram the sensed difference on one device."""
         est = self.sensed.estimate
         mask = self.table_refresh[self._codes(est)]  # (in, E, out)
-        if not bool(mask.any()):
-            return
-        array = self.array
-        diff = est[:, 0] - est[:, 1]
-        home = self.g_min if self.home_is_min else self.g_max
-        if self.home_is_min:  # the larger device carries the difference above g_min
-            target = torch.stack((self.g_min + diff.clamp(min=0), self.g_min + (-diff).clamp(min=0)), dim=1)
-        else:
-            target = torch.stack((self.g_max - (-diff).clamp(min=0), self.g_max - diff.clamp(min=0)), dim=1)
-        both = mask.unsqueeze(1).expand_as(est)
-        array.set_conductance(torch.full_like(est, home), both)
-        ltp = torch.full_like(est, self.home_is_min, dtype=torch.bool)
-        start = torch.full_like(est, home)
-        n = stochastic_round(self.ctx.nominal.pulses_to(start, target.clamp(self.g_min, self.g_max), ltp), generator)
-        n = torch.where(both, n, torch.zeros_like(n))
-        # reprogramming from home may take up to the full pulse range (a refresh is a slow write)
-        array.pulse(n if self.home_is_min else -n, None, generator, cap=array.model.levels)
-        array.counter.refreshes += int(mask.sum())
-        self.sensed.estimate = torch.where(both, target, est)
+        if bool(mask.any()):
+            self.sensed.estimate = refresh_pairs(self.array, est, mask, self.home_is_min, self.ctx.nominal, generator)
 
     # -- one update -----------------------------------------------------------------------------
     def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
@@ -167,11 +151,8 @@ class CRUS(UpdateScheme):
         moves_plus = increase == ltp
         g_est = torch.where(moves_plus, est[:, 0], est[:, 1])
         change = request.abs() * (1.0 / self.array.scale)  # microsiemens on one device
-        target = torch.where(ltp, g_est + change, g_est - change).clamp_(self.g_min, self.g_max)
-        n = stochastic_round(self.ctx.nominal.pulses_to(g_est, target, ltp), generator)
-        signed = torch.where(ltp, n, -n)
-        zero = torch.zeros_like(signed)
-        pulses = torch.stack((torch.where(moves_plus, signed, zero), torch.where(moves_plus, zero, signed)), dim=1)
+        n = model_pulses(self.ctx.nominal, g_est, change, ltp, self.g_min, self.g_max, generator)
+        pulses = assemble(moves_plus, torch.where(ltp, n, -n))
         pulses = pulses.clamp_(-self.array.max_pulses, self.array.max_pulses)  # tracked as issued
         self.array.pulse(pulses, cols, generator)
         self.sensed.after_pulses(pulses, cols)

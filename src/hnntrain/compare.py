@@ -1,0 +1,88 @@
+"""Scheme comparison under identical hardware (design section 6).
+
+Every scheme runs on the same device model and the same device-to-device draws (they derive
+from the run seed, which all schemes share), with the same pulse cap, ADC resolution and
+sensing interval; seeds are replicas trained in lockstep. Writes ``compare.json``,
+``compare.md`` and figures next to each scheme's own run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Callable
+
+from hnntrain.config import RunConfig, build_config, flatten_config
+
+DEFAULT_SCHEMES = ("fp", "sgd", "unidirectional", "threshold", "manhattan", "mixed_precision", "tiki_taka",
+                   "nonlinearity_aware", "crus")
+
+
+def scheme_configs(base: dict[str, Any], schemes: list[str]) -> list[RunConfig]:
+    """One validated config per scheme: the shared hardware plus the scheme's name."""
+    return [build_config({**base, "scheme.name": name}) for name in schemes]
+
+
+def summarize(result: dict) -> dict:
+    """The comparison row of one finished run."""
+    epochs = result["epochs"]
+    accs = result["replicas"]
+    un = [e["update_noise"]["window"] for e in epochs if math.isfinite(e["update_noise"]["window"])]
+    un1 = [e["update_noise"]["window1"] for e in epochs if math.isfinite(e["update_noise"]["window1"])]
+    return {
+        "scheme": result["config"]["scheme"]["name"],
+        "status": result["status"],
+        "test_accuracy": result["test_accuracy"],
+        "test_accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "update_noise": statistics.mean(un) if un else float("nan"),
+        "update_noise_window1": statistics.mean(un1) if un1 else float("nan"),
+        "pulses_per_sample": statistics.mean(e["pulses"]["per_sample"] for e in epochs) if epochs else 0.0,
+        "senses": sum(e["senses"] for e in epochs),
+        "refreshes": sum(e["refreshes"] for e in epochs),
+        "digital_bits": result["hardware"].get("digital_bits_per_synapse", 0),
+        "extra_arrays": result["hardware"].get("extra_arrays", 0),
+        "samples_per_s": result.get("samples_per_s"),
+    }
+
+
+def markdown_table(rows: list[dict], title: str) -> str:
+    lines = [f"## {title}", "",
+             "| scheme | test accuracy % | UN (window) | UN (window 1) | pulses/sample | senses | refreshes | "
+             "digital bits/synapse | extra arrays |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        acc = "failed" if r["test_accuracy"] is None else f"{r['test_accuracy'] * 100:.2f} ± {r['test_accuracy_std'] * 100:.2f}"
+        lines.append(f"| {r['scheme']} | {acc} | {r['update_noise']:.3g} | {r['update_noise_window1']:.3g} | "
+                     f"{r['pulses_per_sample']:.1f} | {r['senses']:.3g} | {r['refreshes']:.0f} | {r['digital_bits']} | "
+                     f"{r['extra_arrays']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path, results: dict[str, dict], base: dict[str, Any], title: str) -> list[dict]:
+    from hnntrain.report import plot_accuracy, plot_update_noise
+
+    rows = [summarize(r) for r in results.values()]
+    (out / "compare.json").write_text(json.dumps({"title": title, "hardware": base, "schemes": rows}, indent=2) + "\n")
+    (out / "compare.md").write_text(markdown_table(rows, title))
+    named = {r["config"]["scheme"]["name"]: r for r in results.values()}
+    plot_accuracy(named, out / "accuracy.png", title=title)
+    plot_update_noise(named, out / "update-noise.png", title=title)
+    return rows
+
+
+def compare(base: dict[str, Any], schemes: list[str], out: Path,
+            train_one: Callable[[RunConfig, Path], dict]) -> tuple[list[dict], str]:
+    """Run ``schemes`` on the shared ``base`` settings; ``train_one(cfg, dir)`` trains a run."""
+    cfgs = scheme_configs(base, schemes)  # validate everything before the first run starts
+    results = {}
+    for cfg in cfgs:
+        results[cfg.scheme.name] = train_one(cfg, out / cfg.scheme.name)
+    first = flatten_config(cfgs[0])
+    device = first.get("device.preset") or first.get("device.table") or first["device.model"]
+    title = (f"{device}: {first['train.epochs']} epoch(s) of {first['train.samples'] or 'all'} samples, "
+             f"{first['train.replicas']} seed(s), {first['sensing.adc_bits']}-bit ADC every {first['sensing.every']} "
+             f"samples, c2c {first['device.c2c'] * 100:g} %, cap {first['scheme.max_pulses']} pulses")
+    rows = write_outputs(out, results, base, title)
+    return rows, title

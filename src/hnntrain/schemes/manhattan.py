@@ -1,0 +1,45 @@
+"""``manhattan``: sign-only updates with a fixed pulse count (Zamanidoost et al., IEEE WISP 2015).
+
+    dW = -eta * sign(dE/dW)   ->   n = pulses * sign(dW)  for every requested change |dW| > min_request
+
+applied push-pull on the pair. On a linear device every touched weight moves by exactly
+``pulses`` push-pull steps. The learning rate only enters through the sign and through which
+weights count as touched: at batch 1 nearly every weight with a non-zero input has a non-zero
+gradient, so by default a weight is touched when its request is worth at least half a
+push-pull pulse (``min_request = 0.5``); with 0 every such weight moves a full step per sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from hnntrain.config import ConfigError
+from hnntrain.schemes.base import UpdateScheme, register
+
+
+@dataclass(frozen=True)
+class ManhattanOptions:
+    pulses: int = 1
+    """Pulses per device for every touched weight (>= 1)."""
+    min_request: float = 0.5
+    """Ignore requests smaller than this many push-pull pulses (0: only exact zeros)."""
+
+    def check(self) -> None:
+        if self.pulses < 1:
+            raise ConfigError("scheme.pulses", "must be >= 1")
+        if self.min_request < 0:
+            raise ConfigError("scheme.min_request", "must be >= 0 pulses")
+
+
+@register
+class Manhattan(UpdateScheme):
+    name = "manhattan"
+    Options = ManhattanOptions
+
+    def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
+        touched = (request.abs() >= self.options.min_request * 2 * self.array.dw_step) & (request != 0)
+        n = torch.where(touched, torch.sign(request) * float(self.options.pulses), torch.zeros_like(request))
+        self.array.pulse(torch.stack((n, -n), dim=1), cols, generator)

@@ -1,0 +1,52 @@
+"""``mixed_precision``: digital accumulation, pulses when a whole step is due (Nandakumar et al.,
+Front. Neurosci. 14:406, 2020).
+
+    chi <- chi + dW                      (digital, per synapse)
+    n   <- trunc(chi / epsilon)          (epsilon = one nominal device step, dw_step)
+    apply |n| gradual pulses (as ``unidirectional``, with its refresh);  chi <- chi - n * epsilon
+
+The accumulator keeps every sub-step request instead of rounding it away; pulses follow the
+gradual direction only and periodic refresh fights the drift, as in the PCM experiments of the
+original. Hardware: one digital accumulator per synapse (16 bits listed).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hnntrain.schemes.base import register
+from hnntrain.schemes.unidirectional import Unidirectional, UnidirectionalOptions
+
+
+@register
+class MixedPrecision(Unidirectional):
+    name = "mixed_precision"
+    Options = UnidirectionalOptions
+
+    def __init__(self, options, array, ctx):
+        super().__init__(options, array, ctx)
+        self.chi = torch.zeros_like(array.weight)
+        """Digital accumulator, weight units, (in, E, out)."""
+
+    def hardware(self) -> dict:
+        return {**super().hardware(), "digital_bits_per_synapse": 16}
+
+    def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
+        eps = self.array.dw_step
+        if cols is None:
+            chi = self.chi.add_(request)
+        else:
+            chi = self.chi.index_select(0, cols).add_(request)
+        n = torch.trunc(chi * (1.0 / eps))
+        chi.sub_(n * eps)
+        if cols is not None:
+            self.chi.index_copy_(0, cols, chi)
+        self.apply_gradual(n, cols, generator)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "chi": self.chi}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.chi = state["chi"].to(self.chi.device)

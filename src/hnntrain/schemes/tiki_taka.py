@@ -1,0 +1,119 @@
+"""``tiki_taka``: Tiki-Taka version 2 (Gokmen, Front. Artif. Intell. 2021; TTv1: Gokmen & Haensch,
+Front. Neurosci. 14:103, 2020).
+
+Two device-pair arrays and a digital buffer per synapse:
+
+    A (fast)   receives every gradient update, open loop push-pull (as ``sgd``), and starts
+               with both devices at the nominal **symmetry point** g_sp (LTP step = LTD step), so
+               the device asymmetry pulls A back towards zero: A acts as a leaky accumulator;
+    H (digital) every ``transfer_every`` updates one input row i of A is read with the ADC and
+               H[i] += transfer_lr * A_read[i] / (2 dw_step)      (in push-pull pulses of C);
+    C (slow)   the weights the network computes with (gamma = 0); where |H| >= threshold,
+               n = trunc(H) push-pull pulses go to C and H -= n.
+
+Rows are transferred in turn. A reuses the device parameters (including device-to-device
+draws) of C's devices, as twin devices of the same technology. Pulses and reads on A count in
+the same write counter as C's. Hardware: one extra array, 16-bit H per synapse, row reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from hnntrain.config import ConfigError
+from hnntrain.devices.base import DeviceModel
+from hnntrain.pair import PairArray
+from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
+
+
+@dataclass(frozen=True)
+class TikiTakaOptions:
+    transfer_every: int = 1
+    """Updates between transfers of one input row of A to C (>= 1)."""
+    transfer_lr: float = 0.5
+    """beta: fraction of the read A added to H per transfer (> 0)."""
+    threshold: float = 1.0
+    """|H| (push-pull pulses) that triggers pulses on C (> 0)."""
+
+    def check(self) -> None:
+        if self.transfer_every < 1:
+            raise ConfigError("scheme.transfer_every", "must be >= 1 update")
+        if self.transfer_lr <= 0:
+            raise ConfigError("scheme.transfer_lr", "must be > 0")
+        if self.threshold <= 0:
+            raise ConfigError("scheme.threshold", "must be > 0 pulses")
+
+
+def symmetry_point(nominal: DeviceModel, iterations: int = 60) -> float:
+    """Conductance where one LTP pulse and one LTD pulse change G by the same amount
+    (bisection; the LTP step shrinks and the LTD step grows with G). Mid-range for a linear
+    device."""
+    lo, hi = float(nominal.g_min), float(nominal.g_max)
+    one = torch.ones((), dtype=torch.float64)
+
+    def excess(g: float) -> float:
+        gt = torch.tensor(g, dtype=torch.float64)
+        return float((nominal.response(gt, one) - gt) - (gt - nominal.response(gt, -one)))
+
+    if abs(excess(lo)) < 1e-12 and abs(excess(hi)) < 1e-12:
+        return (lo + hi) / 2
+    if excess(lo) <= 0:
+        return lo
+    if excess(hi) >= 0:
+        return hi
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
+    return (lo + hi) / 2
+
+
+@register
+class TikiTaka(UpdateScheme):
+    name = "tiki_taka"
+    Options = TikiTakaOptions
+
+    def __init__(self, options, array, ctx):
+        super().__init__(options, array, ctx)
+        self.g_sp = symmetry_point(ctx.nominal.to("cpu") if hasattr(ctx.nominal, "to") else ctx.nominal)
+        fast = PairArray(torch.full_like(array.g, self.g_sp), array.model, array.scale, array.max_pulses)
+        fast.counter = array.counter  # one write-cost ledger for both arrays
+        self.fast = fast
+        self.buffer = torch.zeros_like(array.weight)
+        """H, push-pull pulses of C, (in, E, out)."""
+        self.updates = 0
+        self.row = 0
+
+    def hardware(self) -> dict:
+        return {"digital_bits_per_synapse": 16, "extra_arrays": 1, "sensing": True, "refresh": False,
+                "note": f"fast array A at the symmetry point {self.g_sp:.3g} uS; transfer one row per "
+                        f"{self.options.transfer_every} update(s)"}
+
+    def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
+        n = stochastic_round(request * (0.5 / self.fast.dw_step), generator)
+        self.fast.pulse(torch.stack((n, -n), dim=1), cols, generator)
+        self.updates += 1
+        if self.updates % self.options.transfer_every == 0:
+            self._transfer(generator)
+
+    def _transfer(self, generator) -> None:
+        row = torch.tensor([self.row], device=self.fast.g.device)
+        sensed = self.ctx.sensor.read(self.fast.g.index_select(0, row), generator)
+        self.array.counter.senses += sensed.numel()
+        a_read = (sensed[:, 0] - sensed[:, 1]) * self.fast.scale  # reference: both at g_sp -> 0
+        h = self.buffer.index_select(0, row) + a_read * (self.options.transfer_lr * 0.5 / self.array.dw_step)
+        n = torch.where(h.abs() >= self.options.threshold, torch.trunc(h), torch.zeros_like(h))
+        self.buffer.index_copy_(0, row, h - n)
+        self.array.pulse(torch.stack((n, -n), dim=1), row, generator)
+        self.row = (self.row + 1) % self.fast.g.shape[0]
+
+    def state_dict(self) -> dict:
+        return {"fast": self.fast.g, "buffer": self.buffer, "updates": self.updates, "row": self.row}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.fast.g = state["fast"].to(self.fast.g.device)
+        self.fast.w = self.fast._weight(self.fast.g)
+        self.buffer = state["buffer"].to(self.buffer.device)
+        self.updates, self.row = state["updates"], state["row"]

@@ -1,0 +1,132 @@
+"""Each baseline behaves as its source describes (see the scheme modules' docstrings)."""
+
+import pytest
+import torch
+
+from hnntrain.config import PairConfig, build_config
+from hnntrain.devices import build_device, nominal_device
+from hnntrain.pair import PairArray
+from hnntrain.schemes import SCHEMES, SchemeContext, build_scheme
+from hnntrain.schemes.tiki_taka import symmetry_point
+from hnntrain.sensing import Sensor
+
+
+def make(scheme, preset="ideal", shape=(30, 1, 20), g_ref=0.5, sensing=None, **options):
+    values = {"device.preset": preset, "scheme.name": scheme, **(sensing or {}),
+              **{f"scheme.{k}": v for k, v in options.items()}}
+    cfg = build_config(values)
+    ctx = SchemeContext(nominal=nominal_device(cfg.device), sensing=cfg.sensing,
+                        sensor=Sensor(cfg.sensing, cfg.device.g_min, cfg.device.g_max), device=cfg.device,
+                        max_pulses=cfg.scheme.max_pulses)
+    array = PairArray.create(torch.zeros(shape, dtype=torch.float64), build_device(cfg.device), PairConfig(g_ref=g_ref),
+                             cfg.scheme.max_pulses)
+    return build_scheme(scheme, dict(cfg.scheme.params), array, ctx), array
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_every_scheme_declares_its_hardware(scheme):
+    updater, _ = make(scheme)
+    hw = updater.hardware()
+    for key in ("digital_bits_per_synapse", "extra_arrays", "sensing", "refresh"):
+        assert key in hw
+
+
+def test_manhattan_moves_every_touched_weight_by_its_fixed_step():
+    updater, array = make("manhattan", pulses=2)
+    step = 2 * array.dw_step  # one push-pull pulse on a linear device
+    request = torch.randn(array.weight.shape, generator=torch.Generator().manual_seed(0)) * 5 * step
+    request[0] = 0.1 * step  # below half a pulse: not touched
+    before = array.weight.clone()
+    updater.update(request, None, None)
+    moved = array.weight - before
+    touched = request.abs() >= 0.5 * step
+    assert torch.allclose(moved[touched].abs(), torch.full_like(moved[touched], 2 * step), rtol=1e-4)
+    assert torch.equal(torch.sign(moved[touched]), torch.sign(request[touched]))
+    assert torch.count_nonzero(moved[~touched]) == 0
+
+
+def test_threshold_skips_small_requests_and_applies_large_ones():
+    updater, array = make("threshold", threshold=1.0)
+    step = 2 * array.dw_step
+    request = torch.full_like(array.weight, 0.9 * step)
+    request[:5] = 3.0 * step
+    before = array.weight.clone()
+    updater.update(request, None, torch.Generator().manual_seed(0))
+    moved = array.weight - before
+    assert torch.count_nonzero(moved[5:]) == 0
+    assert torch.allclose(moved[:5], torch.full_like(moved[:5], 3 * step), rtol=1e-4)
+
+
+def test_mixed_precision_accumulates_sub_step_requests():
+    updater, array = make("mixed_precision", refresh=False)
+    eps = array.dw_step
+    before = array.weight.clone()
+    for _ in range(7):
+        updater.update(torch.full_like(array.weight, 0.3 * eps), None, None)
+    moved = array.weight - before
+    # 7 x 0.3 = 2.1 steps: exactly 2 pulses applied, 0.1 step left in the accumulator
+    assert torch.allclose(moved, torch.full_like(moved, 2 * eps), rtol=1e-4)
+    assert torch.allclose(updater.chi, torch.full_like(updater.chi, 0.1 * eps), atol=1e-7)
+
+
+def test_mixed_precision_on_ideal_device_tracks_fp(blobs, tmp_path):
+    from hnntrain.train import run
+
+    common = {"model.hidden": [20], "train.lr": 0.2, "train.epochs": 3, "device.preset": "ideal"}
+    fp = run(build_config({**common, "scheme.name": "fp"}), tmp_path / "fp", datasets=blobs)
+    mp = run(build_config({**common, "scheme.name": "mixed_precision"}), tmp_path / "mp", datasets=blobs)
+    assert mp["test_accuracy"] > fp["test_accuracy"] - 0.05
+
+
+def test_unidirectional_without_refresh_saturates_both_devices():
+    updater, array = make("unidirectional", preset="abrupt-ltd", refresh=False, g_ref=0.2)
+    gen = torch.Generator().manual_seed(1)
+    step = array.dw_step
+    for _ in range(300):
+        updater.update(torch.randn(array.weight.shape, generator=gen) * 3 * step, None, gen)
+    g = array.g
+    assert float(g.min()) > 1.0 + 0.6 * 9.0  # both devices of every pair far up the range
+    assert array.counter.totals()["ltd"] == [[0.0], [0.0]]  # never an LTD pulse
+
+
+def test_unidirectional_refresh_brings_one_device_home():
+    updater, array = make("unidirectional", preset="abrupt-ltd", refresh=True, refresh_every=1,
+                          refresh_threshold=0.3, sensing={"sensing.adc_bits": 8})
+    g = array.g.clone()
+    g[:, 0], g[:, 1] = 8.0, 7.0
+    array.load_state_dict({"g": g, "counter": array.counter.state_dict()})
+    updater.before_sample(1, torch.Generator().manual_seed(0))
+    assert array.counter.refreshes == array.weight.numel()
+    assert torch.allclose(array.g[:, 1], torch.ones_like(array.g[:, 1]))
+    assert float(array.weight.mean()) == pytest.approx(1.0 * array.scale, rel=0.1)
+
+
+def test_tiki_taka_starts_at_symmetry_point_and_transfers_towards_a():
+    nominal = nominal_device(build_config({"device.preset": "abrupt-ltd"}).device, dtype=torch.float64)
+    g_sp = symmetry_point(nominal)
+    one = torch.tensor(1.0, dtype=torch.float64)
+    gt = torch.tensor(g_sp, dtype=torch.float64)
+    assert float(nominal.response(gt, one) - gt) == pytest.approx(float(gt - nominal.response(gt, -one)), rel=1e-6)
+    updater, array = make("tiki_taka", preset="abrupt-ltd", shape=(3, 1, 4), transfer_lr=1.0,
+                          sensing={"sensing.adc_bits": 8})
+    assert torch.allclose(updater.fast.g, torch.full_like(updater.fast.g, g_sp))
+    before = array.weight.clone()
+    for _ in range(9):  # three passes over the three rows
+        updater.update(torch.full_like(array.weight, 4 * array.dw_step), None, torch.Generator().manual_seed(0))
+    assert bool((updater.fast.weight > 0).all())
+    assert bool((array.weight > before).all())  # C moved the way A points
+    assert bool((updater.buffer.abs() < updater.options.threshold).all())
+
+
+def test_nonlinearity_aware_is_unbiased_where_open_loop_is_not():
+    sensing = {"sensing.adc_bits": 0, "sensing.every": 1}
+    aware, a_array = make("nonlinearity_aware", preset="abrupt-ltd", shape=(200, 1, 50), g_ref=0.6, sensing=sensing)
+    naive, n_array = make("sgd", preset="abrupt-ltd", shape=(200, 1, 50), g_ref=0.6, sensing=sensing)
+    gen = torch.Generator().manual_seed(0)
+    request = torch.full_like(a_array.weight, 2 * a_array.dw_step)
+    aware.before_sample(1, gen)
+    b_aware, b_naive = a_array.weight.clone(), n_array.weight.clone()
+    aware.update(request, None, gen)
+    naive.update(request, None, gen)
+    assert float((a_array.weight - b_aware).mean()) == pytest.approx(float(request.mean()), rel=0.1)
+    assert abs(float((n_array.weight - b_naive).mean()) / float(request.mean()) - 1) > 0.5
