@@ -281,7 +281,7 @@ def optimize_command(
     try:
         dev = _device_config(device, [])
         sensing = SensingConfig(adc_bits=adc_bits, every=sense_every, read_noise=read_noise)
-        from hnntrain.config import ConfigError, RunConfig, validate
+        from hnntrain.config import RunConfig, validate
 
         validate(RunConfig(device=dev, sensing=sensing))
         spec = OptimizeSpec(request_pulses=request_pulses, max_pulses=max_pulses, reverse=not no_reverse,

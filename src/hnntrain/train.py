@@ -17,7 +17,6 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,16 +38,6 @@ RESULT = "result.json"
 
 class TrainingDiverged(RuntimeError):
     """Weights or loss became NaN or infinite."""
-
-
-class Interrupted(RuntimeError):
-    """The run was stopped by a signal after writing a checkpoint."""
-
-
-@dataclass
-class Batch:
-    x: Tensor
-    y: Tensor
 
 
 def config_hash(cfg: RunConfig) -> str:
