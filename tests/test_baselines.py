@@ -130,3 +130,11 @@ def test_nonlinearity_aware_is_unbiased_where_open_loop_is_not():
     naive.update(request, None, gen)
     assert float((a_array.weight - b_aware).mean()) == pytest.approx(float(request.mean()), rel=0.1)
     assert abs(float((n_array.weight - b_naive).mean()) / float(request.mean()) - 1) > 0.5
+
+
+def test_manhattan_learns_with_mini_batches(blobs, tmp_path):
+    from hnntrain.train import run
+
+    res = run(build_config({"model.hidden": [20], "device.preset": "ideal", "scheme.name": "manhattan",
+                            "train.batch_size": 10, "train.lr": 1.0, "train.epochs": 3}), tmp_path, datasets=blobs)
+    assert res["test_accuracy"] > 0.8
