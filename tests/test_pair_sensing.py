@@ -90,3 +90,13 @@ def test_sensed_state_refreshes_every_k_and_tracks():
     before = tracked.estimate.clone()
     tracked.after_pulses(pulses, None)
     assert torch.allclose(tracked.estimate, (before + 9.0 / 256).clamp(max=10.0))
+
+
+def test_exact_reading_is_a_copy_not_the_device_state():
+    array, _ = make_array()
+    sensor = Sensor(SensingConfig(adc_bits=0), 1.0, 10.0)
+    state = SensedState(sensor, nominal_device(build_config({"device.preset": "ideal"}).device), every=1, track=True)
+    state.refresh_if_due(array, 1, None)
+    before = array.g.clone()
+    state.after_pulses(torch.ones_like(array.g), None)  # the controller's bookkeeping only
+    assert torch.equal(array.g, before)

@@ -39,7 +39,7 @@ class Sensor:
         if self.cfg.read_noise > 0:
             g = g + torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype) * (self.cfg.read_noise * g_range)
         if not self.codes:
-            return g
+            return g.clone()  # a reading, never an alias of the physical state
         code = torch.round((g - self.g_min) / g_range * self.codes).clamp(0, self.codes)
         return self.g_min + code * (g_range / self.codes)
 
