@@ -101,3 +101,18 @@ def test_refresh_resets_high_pairs_and_keeps_the_weight():
     assert torch.allclose(array.g[:, 1], torch.ones_like(array.g[:, 1]))  # minority device at home
     expected = (8.0 - 6.0) * array.scale
     assert float(array.weight.mean()) == pytest.approx(expected, rel=0.05)
+
+
+def test_accumulating_crus_pulses_only_whole_steps_and_keeps_the_rest():
+    crus, array = make_crus(preset="ideal", refresh=False, accumulate=True)
+    crus.before_sample(1, None)
+    step = array.dw_step
+    before = array.weight.clone()
+    crus.update(torch.full_like(array.weight, 0.4 * step), None, None)
+    assert torch.equal(array.weight, before)  # nothing owed reaches a whole pulse yet
+    crus.update(torch.full_like(array.weight, 0.4 * step), None, None)
+    crus.update(torch.full_like(array.weight, 0.4 * step), None, None)
+    moved = array.weight - before
+    assert torch.allclose(moved, torch.full_like(moved, step), rtol=1e-3)  # 1.2 steps owed: one pulse
+    assert torch.allclose(crus.chi, torch.full_like(crus.chi, 0.2 * step), atol=1e-6)
+    assert crus.hardware()["digital_bits_per_synapse"] == 16 + 16

@@ -52,6 +52,10 @@ class CrusOptions:
     """Optimization: mean request size in nominal steps."""
     noise_window: float = 100.0
     """Optimization: updates over which rounding noise averages (see hnntrain.optimize)."""
+    accumulate: bool = False
+    """Not in the paper: keep a digital accumulator per synapse (as ``mixed_precision``) and
+    pulse only whole model-based pulses, subtracting what the model predicts they deliver.
+    Costs 16 more bits per synapse; opposite-sign requests cancel before any pulse is spent."""
 
     def check(self) -> None:
         if self.reverse_levels < 0:
@@ -111,11 +115,13 @@ class CRUS(UpdateScheme):
         nominal = ctx.nominal
         self.g_min, self.g_max = float(nominal.g_min), float(nominal.g_max)
         self.home_is_min = self.policy.home == "g_min"
+        self.chi = torch.zeros_like(array.weight) if options.accumulate else None
 
     def hardware(self) -> dict:
         bits = self.ctx.sensing.adc_bits or 8
         return {
-            "digital_bits_per_synapse": 2 * (max(bits, 8) if self.options.track else bits),
+            "digital_bits_per_synapse": 2 * (max(bits, 8) if self.options.track else bits)
+            + (16 if self.options.accumulate else 0),
             "extra_arrays": 0,
             "sensing": True,
             "refresh": self.options.refresh,
@@ -142,6 +148,9 @@ class CRUS(UpdateScheme):
 
     # -- one update -----------------------------------------------------------------------------
     def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
+        if self.chi is not None:
+            chi = self.chi.add_(request) if cols is None else self.chi.index_select(0, cols).add_(request)
+            request = chi  # decide on everything owed so far
         est = self.sensed.view(cols)  # (k, 2, E, out)
         idx = self._codes(est)
         increase = request > 0
@@ -151,14 +160,27 @@ class CRUS(UpdateScheme):
         moves_plus = increase == ltp
         g_est = torch.where(moves_plus, est[:, 0], est[:, 1])
         change = request.abs() * (1.0 / self.array.scale)  # microsiemens on one device
-        n = model_pulses(self.ctx.nominal, g_est, change, ltp, self.g_min, self.g_max, generator)
+        if self.chi is None:
+            n = model_pulses(self.ctx.nominal, g_est, change, ltp, self.g_min, self.g_max, generator)
+        else:  # whole pulses only; the remainder stays owed
+            target = torch.where(ltp, g_est + change, g_est - change).clamp_(self.g_min, self.g_max)
+            n = self.ctx.nominal.pulses_to(g_est, target, ltp).floor_().clamp_(max=self.array.max_pulses)
+            signed = torch.where(ltp, n, -n)
+            delivered = (self.ctx.nominal.apply(g_est, signed) - g_est) * self.array.scale
+            chi.sub_(torch.where(moves_plus, delivered, -delivered))
+            if cols is None:
+                self.chi = chi
+            else:
+                self.chi.index_copy_(0, cols, chi)
         pulses = assemble(moves_plus, torch.where(ltp, n, -n))
         pulses = pulses.clamp_(-self.array.max_pulses, self.array.max_pulses)  # tracked as issued
         self.array.pulse(pulses, cols, generator)
         self.sensed.after_pulses(pulses, cols)
 
     def state_dict(self) -> dict:
-        return {"sensed": self.sensed.state_dict()}
+        return {"sensed": self.sensed.state_dict(), "chi": self.chi}
 
     def load_state_dict(self, state: dict) -> None:
         self.sensed.load_state_dict(state["sensed"])
+        if state.get("chi") is not None:
+            self.chi = state["chi"].to(self.array.weight.device)
