@@ -41,6 +41,8 @@ ABLATION = [
     ("CRUS, c2c = 0 %", {"scheme.name": "crus", "device.c2c": 0.0}),
     ("CRUS, c2c = 1 %", {"scheme.name": "crus", "device.c2c": 0.01}),
     ("CRUS, c2c = 5 %", {"scheme.name": "crus", "device.c2c": 0.05}),
+    ("mixed precision (digital accumulator)", {"scheme.name": "mixed_precision"}),
+    ("CRUS + digital accumulator (not in the paper)", {"scheme.name": "crus", "scheme.accumulate": True}),
 ]
 
 
