@@ -18,7 +18,7 @@ from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Simulate on-chip training with pairs of non-ideal memory devices.")
-device_app = typer.Typer(no_args_is_help=True, help="Device models: list presets, plot responses.")
+device_app = typer.Typer(no_args_is_help=True, help="Device models: list presets, plot responses, fit measured LTP/LTD curves.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: fetch MNIST.")
 app.add_typer(device_app, name="device")
 app.add_typer(data_app, name="data")
@@ -234,6 +234,45 @@ def _device_config(spec: str, overrides: list[str]):
     values = {f"device.{k}": v for k, v in _device_values(spec).items()}
     values.update(parse_assignments(overrides))
     return build_config(values).device
+
+
+@device_app.command("fit")
+def device_fit(
+    curves: list[Path] = typer.Argument(..., help="Measured CSV(s): direction, pulse, conductance[, cycle, device]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Device TOML to write (default: CURVES.toml); "
+                                       "the table model goes next to it as <stem>-table.csv."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG of the data, both models and ΔG versus G."),
+    units: Optional[str] = typer.Option(None, "--units", help="Conductance unit if the header names none: "
+                                        "uS, S, mS or nS."),
+) -> None:
+    """Fit the exponential (NeuroSim) and table models to measured LTP/LTD curves; write a device TOML."""
+    from rich.markup import escape  # messages quote headers such as "G [mS]"
+
+    from hnntrain.fit import FitError, fit_files, plot_fit, write_outputs
+
+    try:
+        fit = fit_files(curves, units)
+        toml_path, table_path, _ = write_outputs(fit, out or curves[0].with_suffix(".toml"))
+        if plot is not None:
+            plot_fit(fit, plot)
+    except (FitError, *_user_errors()) as err:
+        _fail(escape(str(err)))
+    summary = Table(title=escape(f"device fit: {', '.join(map(str, curves))}"))
+    summary.add_column("quantity")
+    summary.add_column("value")
+    for key, value in fit.summary():
+        summary.add_row(key, escape(value))
+    console.print(summary)
+    quality = Table(title="fit quality")
+    for column in ("model", "direction", "RMSE (µS)", "R²", "held-out RMSE (µS)"):
+        quality.add_column(column, justify="left" if column in ("model", "direction") else "right")
+    for q in fit.quality:
+        quality.add_row(q.model, q.direction, f"{q.rmse:.3g}", f"{q.r2:.4f}",
+                        "-" if q.heldout_rmse is None else f"{q.heldout_rmse:.3g}")
+    console.print(quality)
+    for warning in fit.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    console.print(escape(f"written: {toml_path}, {table_path}" + (f", {plot}" if plot is not None else "")))
 
 
 @device_app.command("show")
