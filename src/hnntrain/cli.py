@@ -148,7 +148,9 @@ def compare_command(
 
     names = [n.strip() for n in schemes.split(",") if n.strip()]
     try:
-        base: dict[str, Any] = {f"device.{k}": v for k, v in _device_values(device).items()}
+        from hnntrain.config import device_values
+
+        base: dict[str, Any] = {f"device.{k}": v for k, v in device_values(device).items()}
         base.update({"train.epochs": epochs, "train.replicas": seeds, "train.samples": samples,
                      "sensing.adc_bits": adc_bits, "sensing.every": sense_every})
         if c2c is not None:
@@ -211,27 +213,13 @@ def device_list() -> None:
     console.print(table)
 
 
-def _device_values(spec: str) -> dict[str, Any]:
-    """PRESET, a measured-curve CSV, or a TOML file with a [device] table -> device.* values
-    (keys without the section)."""
-    from hnntrain.config import ConfigError, load_toml
-    from hnntrain.devices import PRESETS
-
-    path = Path(spec)
-    if spec.lower() in PRESETS:
-        return {"preset": spec.lower()}
-    if path.suffix.lower() == ".csv":
-        return {"model": "table", "table": str(path)}
-    if path.suffix.lower() == ".toml":
-        return {k[len("device."):]: v for k, v in load_toml(path).items() if k.startswith("device.")}
-    raise ConfigError("device", f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a .csv/.toml file")
-
-
 def _device_config(spec: str, overrides: list[str]):
     """The validated DeviceConfig of a preset/CSV/TOML spec plus ``--set`` overrides."""
     from hnntrain.config import build_config, parse_assignments
 
-    values = {f"device.{k}": v for k, v in _device_values(spec).items()}
+    from hnntrain.config import device_values
+
+    values = {f"device.{k}": v for k, v in device_values(spec).items()}
     values.update(parse_assignments(overrides))
     return build_config(values).device
 

@@ -341,6 +341,22 @@ def flatten_config(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
+def device_values(spec: str) -> dict[str, Any]:
+    """A device named on the command line -> ``device.*`` values (keys without the section):
+    a preset name, a measured-curve CSV (table model) or a TOML file with a [device] table
+    (for example one written by ``hnntrain device fit``)."""
+    from hnntrain.devices.presets import PRESETS
+
+    path = Path(spec)
+    if spec.lower() in PRESETS:
+        return {"preset": spec.lower()}
+    if path.suffix.lower() == ".csv":
+        return {"model": "table", "table": str(path)}
+    if path.suffix.lower() == ".toml":
+        return {k[len("device."):]: v for k, v in load_toml(path).items() if k.startswith("device.")}
+    raise ConfigError("device", f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a .csv/.toml file")
+
+
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(key, message)

@@ -58,7 +58,8 @@ def pick_threads(cfg: RunConfig) -> int:
     return 1 if work < 512 else (os.cpu_count() or 1)
 
 
-def _seeds(seed: int, count: int) -> list[int]:
+def derive_seeds(seed: int, count: int) -> list[int]:
+    """``count`` independent 63-bit seeds from one run seed (numpy SeedSequence spawning)."""
     return [int(s.generate_state(1, dtype=np.uint64)[0] >> 1) for s in np.random.SeedSequence(seed).spawn(count)]
 
 
@@ -79,7 +80,7 @@ class Trainer:
         self.test_x = self._with_bias(test_x[: cfg.train.test_samples]).to(self.device)
         self.test_y = test_y[: cfg.train.test_samples].to(self.device)
 
-        init_seed, d2d_seed, data_seed, update_seed = _seeds(cfg.train.seed, 4)
+        init_seed, d2d_seed, data_seed, update_seed = derive_seeds(cfg.train.seed, 4)
         init_gen = torch.Generator().manual_seed(init_seed)
         d2d_gen = torch.Generator().manual_seed(d2d_seed)
         self.data_gen = torch.Generator().manual_seed(data_seed)
