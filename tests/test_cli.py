@@ -59,11 +59,13 @@ def test_lists():
 
 def test_compare_writes_table_json_and_figures(tmp_path, idx_dir):
     out = tmp_path / "cmp"
-    res = runner.invoke(app, ["compare", "--schemes", "fp,sgd,crus", "--seeds", "2", "--data-dir", str(idx_dir),
-                              "--set", "model.hidden=[12]", "--out", str(out)])
+    res = runner.invoke(app, ["compare", "--schemes", "fp,sgd,crus crus:accumulate=true", "--seeds", "2",
+                              "--data-dir", str(idx_dir), "--set", "model.hidden=[12]", "--out", str(out)])
     assert res.exit_code == 0, res.output
     data = json.loads((out / "compare.json").read_text())
-    assert [row["scheme"] for row in data["schemes"]] == ["fp", "sgd", "crus"]
+    assert [row["scheme"] for row in data["schemes"]] == ["fp", "sgd", "crus", "crus:accumulate=true"]
+    variant = json.loads((out / "crus-accumulate-true" / "result.json").read_text())["config"]["scheme"]
+    assert variant["name"] == "crus" and variant["params"] == {"accumulate": True}
     for row in data["schemes"]:
         for key in ("scheme", "test_accuracy", "test_accuracy_std", "update_noise", "pulses_per_sample", "senses",
                     "refreshes", "digital_bits"):
@@ -78,6 +80,8 @@ def test_compare_writes_table_json_and_figures(tmp_path, idx_dir):
         assert cfg["sensing"]["adc_bits"] == 4 and cfg["train"]["replicas"] == 2
 
 
-def test_compare_rejects_unknown_scheme_before_training(tmp_path):
+def test_compare_rejects_unknown_scheme_or_option_before_training(tmp_path):
     res = runner.invoke(app, ["compare", "--schemes", "sgd,nope", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "scheme.name" in res.output
+    res = runner.invoke(app, ["compare", "--schemes", "crus:acumulate=true", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "scheme.acumulate" in res.output

@@ -126,11 +126,27 @@ def run_command(
         _fail(result["error"])
 
 
+def _scheme_specs(text: str) -> list[str]:
+    """``"fp sgd crus:accumulate=true,track=false"`` or ``"fp,sgd,crus"`` -> specs. Commas
+    separate plain names; after a colon they separate a variant's options."""
+    specs: list[str] = []
+    for word in text.split():
+        if ":" in word:
+            head, _, options = word.partition(":")
+            names = [n for n in head.split(",") if n]
+            specs.extend(names[:-1])
+            specs.append(f"{names[-1]}:{options}" if names else word)
+        else:
+            specs.extend(n for n in word.split(",") if n)
+    return specs
+
+
 @app.command("compare")
 def compare_command(
     device: str = typer.Option("abrupt-ltd", "--device", "-d", help="Preset, measured-curve CSV or TOML device file."),
-    schemes: str = typer.Option(",".join(__import__("hnntrain.compare", fromlist=["x"]).DEFAULT_SCHEMES), "--schemes",
-                                help="Comma-separated scheme names."),
+    schemes: str = typer.Option(" ".join(__import__("hnntrain.compare", fromlist=["x"]).DEFAULT_SCHEMES), "--schemes",
+                                help="Schemes separated by spaces (or commas between plain names); a variant "
+                                     "takes options after a colon: crus:accumulate=true,track=false"),
     epochs: int = typer.Option(1, "--epochs", help="Epochs per scheme."),
     seeds: int = typer.Option(1, "--seeds", help="Independent replicas per scheme (trained in lockstep)."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Training subset per epoch (default: all)."),
@@ -146,7 +162,7 @@ def compare_command(
     from hnntrain.config import ConfigError, build_config, parse_assignments
     from hnntrain.train import load_datasets
 
-    names = [n.strip() for n in schemes.split(",") if n.strip()]
+    names = _scheme_specs(schemes)
     try:
         from hnntrain.config import device_values
 
@@ -158,17 +174,16 @@ def compare_command(
         if data_dir:
             base["data.dir"] = str(data_dir)
         base.update(parse_assignments(set_))
-        if "scheme.name" in base:
-            raise ConfigError("scheme.name", "use --schemes to choose schemes in a comparison")
+        if any(k.startswith("scheme.") and k != "scheme.max_pulses" for k in base):
+            raise ConfigError("scheme", "use --schemes (with name:option=value variants) to choose schemes")
         if not base.get("train.eval_every"):
             base["train.eval_every"] = max((samples or 60000) // 10, 1)
-        from hnntrain.schemes import get_scheme
+        from hnntrain.compare import scheme_configs
 
-        for name in names:
-            get_scheme(name)
+        scheme_configs(base, names)  # every scheme and option checked before any training
         datasets = load_datasets(build_config(base))
         rows, title = compare(base, names, out, lambda cfg, d: train_with_progress(
-            cfg, d, False, f"{cfg.scheme.name}: ", datasets))
+            cfg, d, False, f"{d.name}: ", datasets))
     except _user_errors() as err:
         _fail(str(err))
     table = Table(title=title)

@@ -17,22 +17,42 @@ from typing import Any, Callable
 from hnntrain.config import RunConfig, build_config, flatten_config
 
 DEFAULT_SCHEMES = ("fp", "sgd", "unidirectional", "threshold", "manhattan", "mixed_precision", "tiki_taka",
-                   "nonlinearity_aware", "crus")
+                   "nonlinearity_aware", "crus", "crus:accumulate=true")
+
+
+def parse_scheme_spec(spec: str) -> dict[str, Any]:
+    """``name`` or ``name:key=value,key=value`` -> ``scheme.*`` config values, so one comparison
+    can hold variants of a scheme (``crus:accumulate=true``)."""
+    from hnntrain.config import ConfigError, parse_value
+
+    name, _, options = spec.partition(":")
+    values: dict[str, Any] = {"scheme.name": name.strip()}
+    for item in filter(None, (o.strip() for o in options.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"scheme {spec!r}", "options are key=value, e.g. crus:accumulate=true")
+        values[f"scheme.{key.strip()}"] = parse_value(value.strip())
+    return values
+
+
+def run_label(spec: str) -> str:
+    """A file-system-safe directory name for a scheme spec."""
+    return "".join(c if c.isalnum() or c in "_-" else "-" for c in spec)
 
 
 def scheme_configs(base: dict[str, Any], schemes: list[str]) -> list[RunConfig]:
-    """One validated config per scheme: the shared hardware plus the scheme's name."""
-    return [build_config({**base, "scheme.name": name}) for name in schemes]
+    """One validated config per scheme spec: the shared hardware plus the scheme and options."""
+    return [build_config({**base, **parse_scheme_spec(spec)}) for spec in schemes]
 
 
-def summarize(result: dict) -> dict:
+def summarize(result: dict, label: str | None = None) -> dict:
     """The comparison row of one finished run."""
     epochs = result["epochs"]
     accs = result["replicas"]
     un = [e["update_noise"]["window"] for e in epochs if math.isfinite(e["update_noise"]["window"])]
     un1 = [e["update_noise"]["window1"] for e in epochs if math.isfinite(e["update_noise"]["window1"])]
     return {
-        "scheme": result["config"]["scheme"]["name"],
+        "scheme": label or result["config"]["scheme"]["name"],
         "status": result["status"],
         "test_accuracy": result["test_accuracy"],
         "test_accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
@@ -63,12 +83,11 @@ def markdown_table(rows: list[dict], title: str) -> str:
 def write_outputs(out: Path, results: dict[str, dict], base: dict[str, Any], title: str) -> list[dict]:
     from hnntrain.report import plot_accuracy, plot_update_noise
 
-    rows = [summarize(r) for r in results.values()]
+    rows = [summarize(r, label) for label, r in results.items()]
     (out / "compare.json").write_text(json.dumps({"title": title, "hardware": base, "schemes": rows}, indent=2) + "\n")
     (out / "compare.md").write_text(markdown_table(rows, title))
-    named = {r["config"]["scheme"]["name"]: r for r in results.values()}
-    plot_accuracy(named, out / "accuracy.png", title=title)
-    plot_update_noise(named, out / "update-noise.png", title=title)
+    plot_accuracy(results, out / "accuracy.png", title=title)
+    plot_update_noise(results, out / "update-noise.png", title=title)
     return rows
 
 
@@ -77,8 +96,8 @@ def compare(base: dict[str, Any], schemes: list[str], out: Path,
     """Run ``schemes`` on the shared ``base`` settings; ``train_one(cfg, dir)`` trains a run."""
     cfgs = scheme_configs(base, schemes)  # validate everything before the first run starts
     results = {}
-    for cfg in cfgs:
-        results[cfg.scheme.name] = train_one(cfg, out / cfg.scheme.name)
+    for spec, cfg in zip(schemes, cfgs):
+        results[spec] = train_one(cfg, out / run_label(spec))
     first = flatten_config(cfgs[0])
     device = first.get("device.preset") or first.get("device.table") or first["device.model"]
     title = (f"{device}: {first['train.epochs']} epoch(s) of {first['train.samples'] or 'all'} samples, "
