@@ -72,10 +72,14 @@ def plot_update_noise(results: dict[str, dict], path: str | Path, title: str = "
     one line per run, from the ``un_trace`` of result.json files. Log scale: schemes differ by
     orders of magnitude."""
     plt = _pyplot()
-    fig, (ax_w, ax_1) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_w, ax_1) = plt.subplots(1, 2, figsize=(12, 4.8))
+    omitted = []
     for name, result in results.items():
         trace = result.get("un_trace") or []
         if not trace:
+            continue
+        if max(t["window"] for t in trace) < 1e-6:  # floating point: only rounding, would flatten the rest
+            omitted.append(name)
             continue
         samples = [t["samples"] for t in trace]
         ax_w.plot(samples, [t["window"] for t in trace], label=name)
@@ -86,9 +90,11 @@ def plot_update_noise(results: dict[str, dict], path: str | Path, title: str = "
         ax.set_ylabel("update noise ‖ΣΔW_real − ΣΔW_SGD‖² / ‖ΣΔW_SGD‖²")
         ax.set_title(f"UN, {what}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
+    if omitted:
+        title = f"{title} ({', '.join(omitted)}: UN < 1e-6, not shown)" if title else f"{', '.join(omitted)} not shown"
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
