@@ -310,6 +310,7 @@ def optimize_command(
     adc_bits: int = typer.Option(4, "--adc-bits", help="ADC resolution in bits (0: exact)."),
     sense_every: int = typer.Option(100, "--sense-every", help="Sensing interval K in samples."),
     read_noise: float = typer.Option(0.0, "--read-noise", help="Read-noise sigma, fraction of the range."),
+    c2c: Optional[float] = typer.Option(None, "--c2c", help="Cycle-to-cycle sigma, fraction of range (default: the device's)."),
     max_pulses: int = typer.Option(16, "--max-pulses", help="Pulse cap per device per update."),
     request_pulses: float = typer.Option(1.0, "--request-pulses", help="Mean request, nominal steps."),
     no_reverse: bool = typer.Option(False, "--no-reverse", help="Forbid reverse updates."),
@@ -321,22 +322,23 @@ def optimize_command(
     from hnntrain.optimize import OptimizeSpec, solve
 
     try:
-        dev = _device_config(device, [])
+        dev = _device_config(device, [] if c2c is None else [f"device.c2c={c2c}"])
         sensing = SensingConfig(adc_bits=adc_bits, every=sense_every, read_noise=read_noise)
         from hnntrain.config import RunConfig, validate
 
         validate(RunConfig(device=dev, sensing=sensing))
         spec = OptimizeSpec(request_pulses=request_pulses, max_pulses=max_pulses, reverse=not no_reverse,
-                            refresh=not no_refresh)
+                            refresh=not no_refresh, c2c=dev.c2c)
         start = time.monotonic()
         policy = solve(dev, sensing, spec)
         others = {name: solve(dev, sensing, OptimizeSpec(request_pulses=request_pulses, max_pulses=max_pulses,
-                                                         reverse=rev, refresh=ref)).expected_un
+                                                         reverse=rev, refresh=ref, c2c=dev.c2c)).expected_un
                   for name, rev, ref in (("gradual direction only", False, False), ("no reverse", False, True),
                                          ("no refresh", True, False))}
     except _user_errors() as err:
         _fail(str(err))
-    table = Table(title=f"CRUS policy for {device}, {adc_bits}-bit ADC, sensed every {sense_every} samples")
+    table = Table(title=f"CRUS policy for {device}, {adc_bits}-bit ADC, sensed every {sense_every} samples, "
+                        f"c2c {dev.c2c * 100:g} %")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for key, value in policy.summary().items():
