@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import torch
@@ -94,7 +95,7 @@ def plot_update_noise(results: dict[str, dict], path: str | Path, title: str = "
     if omitted:
         title = f"{title} ({', '.join(omitted)}: UN < 1e-6, not shown)" if title else f"{', '.join(omitted)} not shown"
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(textwrap.fill(title, 110), fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -116,7 +117,7 @@ def plot_accuracy(results: dict[str, dict], path: str | Path, title: str = "") -
                             [100 * max(e["replicas"]) for e in evals], alpha=0.15)
     ax.set_xlabel("training samples")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title or "test accuracy")
+    ax.set_title(textwrap.fill(title or "test accuracy", 70), fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
