@@ -180,3 +180,14 @@ def test_exponential_pulse_position_inverts_curve():
     p = torch.arange(65, dtype=torch.float64)
     assert torch.allclose(model.pulse_position(up, True), p, atol=1e-6)
     assert torch.allclose(model.pulse_position(down[:20], False), p[:20], atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["abrupt-ltp", "abrupt-ltd", "nonlinear-both"])
+def test_pulses_to_is_finite_at_the_bounds_in_float32(preset):
+    model = nominal_device(build_config({"device.preset": preset}).device)  # float32
+    g = torch.tensor([1.0, 10.0, 10.0, 1.0, 5.0])
+    target = torch.tensor([1.0, 10.0, 10.0, 1.0, 10.0])
+    ltp = torch.tensor([True, True, False, False, True])
+    n = model.pulses_to(g, target, ltp)
+    assert bool(torch.isfinite(n).all()) and bool((n >= 0).all())
+    assert float(n[1]) == 0.0 and float(n[3]) == 0.0  # already there

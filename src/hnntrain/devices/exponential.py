@@ -126,7 +126,10 @@ class ExponentialDevice(DeviceModel):
         g_inf = torch.where(ltp, self.g_inf_ltp, self.g_inf_ltd)
         a = torch.where(ltp, self.a_ltp, self.a_ltd)
         ratio = (g - g_inf) / (target - g_inf)
-        return (a * torch.log(ratio.clamp(min=1e-30))).clamp(min=0)
+        n = a * torch.log(ratio.clamp(min=1e-30))
+        # an abrupt curve's asymptote rounds onto its bound in float32: 0/0 there means "no
+        # pulse can move it" (0), x/0 "not reachable" (a huge count, capped by the caller)
+        return torch.nan_to_num(n, nan=0.0, posinf=1e9).clamp(min=0)
 
     def pulse_position(self, g: Tensor, ltp: bool) -> Tensor:
         """Invert the curve: P such that G_LTP(P) = g (or G_LTD(P) = g), continuous."""
