@@ -158,7 +158,7 @@ def compare_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of MNIST-layout IDX files."),
 ) -> None:
     """Compare update schemes on the same hardware: table, compare.md/json, figures."""
-    from hnntrain.compare import compare
+    from hnntrain.compare import compare, format_accuracy
     from hnntrain.config import ConfigError, build_config, parse_assignments
     from hnntrain.train import load_datasets
 
@@ -191,8 +191,7 @@ def compare_command(
                    "digital bits", "extra arrays"):
         table.add_column(column, justify="left" if column == "scheme" else "right")
     for r in rows:
-        acc = "failed" if r["test_accuracy"] is None else f"{r['test_accuracy'] * 100:.2f} ± {r['test_accuracy_std'] * 100:.2f}"
-        table.add_row(r["scheme"], acc, f"{r['update_noise']:.3g}", f"{r['update_noise_window1']:.3g}",
+        table.add_row(r["scheme"], format_accuracy(r), f"{r['update_noise']:.3g}", f"{r['update_noise_window1']:.3g}",
                       f"{r['pulses_per_sample']:.1f}", f"{r['senses']:.3g}", f"{r['refreshes']:.0f}",
                       str(r["digital_bits"]), str(r["extra_arrays"]))
     console.print(table)
