@@ -12,7 +12,6 @@ device-to-device spread of the bounds applies to measured devices too.
 
 from __future__ import annotations
 
-import csv
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,47 +48,22 @@ class MeasuredCurves:
 
 
 def read_curves(path: str | Path) -> MeasuredCurves:
-    """Read ``direction,pulse,conductance`` rows (header names case-insensitive). Several rows
-    per pulse number (cycles) are averaged. Non-monotone curves are made monotone (running
-    max for LTP, running min for LTD) with a warning."""
+    """Measured LTP and LTD curves from a CSV, read by the same parser as ``hnntrain device fit``
+    (column aliases, units in the header, several cycles and devices): the mean conductance per
+    pulse number, in microsiemens, made monotone (running max for LTP, running min for LTD)."""
+    from hnntrain.fit import FitError, fit_table, read_measurements  # fit builds on devices
+
     path = Path(path)
-    if not path.is_file():
-        raise TableError(f"{path}: file not found; pass a CSV with columns direction,pulse,conductance")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = {name.strip().lower(): name for name in (reader.fieldnames or [])}
-        missing = [c for c in ("direction", "pulse", "conductance") if c not in header]
-        if missing:
-            raise TableError(f"{path}: missing column(s) {', '.join(missing)}; header is {list(header)}")
-        points: dict[str, dict[int, list[float]]] = {"ltp": {}, "ltd": {}}
-        for row_no, row in enumerate(reader, start=2):
-            direction = (row[header["direction"]] or "").strip().lower()
-            if direction not in points:
-                raise TableError(f"{path}, row {row_no}: direction {direction!r} is not LTP or LTD")
-            try:
-                pulse = float(row[header["pulse"]])
-                value = float(row[header["conductance"]])
-            except (TypeError, ValueError):
-                raise TableError(f"{path}, row {row_no}: pulse and conductance must be numbers") from None
-            if pulse != int(pulse) or pulse < 0 or not np.isfinite(value):
-                raise TableError(f"{path}, row {row_no}: pulse must be a whole number >= 0, conductance finite")
-            points[direction].setdefault(int(pulse), []).append(value)
-    curves = {}
-    for direction, by_pulse in points.items():
-        if len(by_pulse) < 2:
-            raise TableError(f"{path}: {direction.upper()} needs at least two pulse numbers")
-        pulses = sorted(by_pulse)
-        if pulses != list(range(pulses[0], pulses[0] + len(pulses))):
-            raise TableError(f"{path}: {direction.upper()} pulse numbers must be consecutive")
-        mean = np.array([np.mean(by_pulse[p]) for p in pulses])
-        fixed = np.maximum.accumulate(mean) if direction == "ltp" else np.minimum.accumulate(mean)
-        if not np.allclose(fixed, mean):
-            warnings.warn(f"{path}: {direction.upper()} curve is not monotone; using its running "
-                          f"{'max' if direction == 'ltp' else 'min'}", stacklevel=2)
-        curves[direction] = fixed
-    if curves["ltp"][-1] <= curves["ltp"][0] or curves["ltd"][-1] >= curves["ltd"][0]:
+    try:
+        measured = read_measurements(path)
+    except FitError as err:
+        raise TableError(str(err)) from None
+    for message in measured.warnings:
+        warnings.warn(message, stacklevel=2)
+    table = fit_table(measured)
+    if table.ltp[-1] <= table.ltp[0] or table.ltd[-1] >= table.ltd[0]:
         raise TableError(f"{path}: LTP must rise and LTD must fall over the measured pulses")
-    return MeasuredCurves(ltp=curves["ltp"], ltd=curves["ltd"])
+    return MeasuredCurves(ltp=np.asarray(table.ltp, dtype=float), ltd=np.asarray(table.ltd, dtype=float))
 
 
 def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
