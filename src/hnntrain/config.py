@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -191,7 +191,6 @@ class RunConfig:
         return out
 
 
-SECTIONS = {f.name: f.type for f in fields(RunConfig)}
 _SECTION_CLASSES = {
     "device": DeviceConfig,
     "pair": PairConfig,
@@ -323,13 +322,6 @@ def resolve(config_file: str | Path | None = None, overrides: Mapping[str, Any] 
     return build_config(values)
 
 
-def with_values(cfg: RunConfig, **dotted: Any) -> RunConfig:
-    """A copy of ``cfg`` with dotted-key overrides (keys use ``__`` for the dot)."""
-    values = flatten_config(cfg)
-    values.update({k.replace("__", "."): v for k, v in dotted.items()})
-    return build_config(values)
-
-
 def flatten_config(cfg: RunConfig) -> dict[str, Any]:
     out = {}
     for section, table in cfg.to_dict().items():
@@ -413,10 +405,6 @@ def validate(cfg: RunConfig) -> None:
     _check(r.checkpoint_seconds > 0, "runtime.checkpoint_seconds", "must be > 0")
 
 
-def default_config() -> RunConfig:
-    return build_config({})
-
-
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -429,11 +417,8 @@ __all__ = [
     "SensingConfig",
     "TrainConfig",
     "build_config",
-    "default_config",
     "flatten_config",
     "load_toml",
     "parse_assignments",
-    "replace",
     "resolve",
-    "with_values",
 ]

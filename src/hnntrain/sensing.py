@@ -43,11 +43,12 @@ class Sensor:
         code = torch.round((g - self.g_min) / g_range * self.codes).clamp(0, self.codes)
         return self.g_min + code * (g_range / self.codes)
 
-    def to_code(self, g: Tensor) -> Tensor:
-        """Conductance -> ADC code (float tensor of integers), the scheme-side view."""
-        if not self.codes:
-            raise ValueError("sensing.adc_bits = 0 (exact reads) has no codes")
-        return torch.round((g - self.g_min) / (self.g_max - self.g_min) * self.codes).clamp(0, self.codes)
+    def read_array(self, array, generator: torch.Generator | None = None, rows: Tensor | None = None) -> Tensor:
+        """Read every device of ``array`` (or of its input ``rows``) and count the reads in
+        the array's write counter: the one way schemes sense."""
+        g = array.g if rows is None else array.g.index_select(0, rows)
+        array.counter.senses += g.numel()
+        return self.read(g, generator)
 
 
 class SensedState:
@@ -70,8 +71,7 @@ class SensedState:
         self.samples_since_read += samples
         if self.estimate is not None and self.samples_since_read < self.every:
             return False
-        self.estimate = self.sensor.read(array.read(), generator)
-        array.counter.senses += array.g.numel()
+        self.estimate = self.sensor.read_array(array, generator)
         self.samples_since_read = 0
         return True
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hnntrain.config import RunConfig, resolve
+from hnntrain.config import RunConfig
 from hnntrain.devices import build_device, nominal_device
 from hnntrain.metrics import UpdateNoise
 from hnntrain.model import MLP
@@ -466,6 +466,3 @@ def _main_thread() -> bool:
 
     return threading.current_thread() is threading.main_thread()
 
-
-def run_config_file(config_file: str | None, overrides: dict[str, Any], out_dir: str | Path, **kwargs) -> dict:
-    return run(resolve(config_file, overrides), out_dir, **kwargs)
