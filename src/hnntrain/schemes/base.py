@@ -55,8 +55,10 @@ class SchemeContext:
     """The nominal device description (for schemes that optimize against it)."""
     max_pulses: int = 16
 
-    def sensed_state(self) -> SensedState:
-        return SensedState(self.sensor, self.nominal, self.sensing.every, self.sensing.track)
+    def sensed_state(self, track: bool | None = None) -> SensedState:
+        """A controller estimate with this hardware's sensing; ``track`` overrides the config."""
+        return SensedState(self.sensor, self.nominal, self.sensing.every,
+                           self.sensing.track if track is None else track)
 
 
 def parse_options(cls: type, values: Mapping[str, Any]) -> Any:

@@ -55,6 +55,19 @@ def refresh_pairs(array, estimate: Tensor, mask: Tensor, home_is_min: bool, nomi
     return torch.where(both, target, estimate)
 
 
+def push_pull(n: Tensor) -> Tensor:
+    """Signed pair pulse counts (k, E, out) -> (k, 2, E, out): +n on G+, -n on G- (LTP on one
+    device, LTD on the other, each worth half of the change)."""
+    return torch.stack((n, -n), dim=1)
+
+
+def estimate_bits(sensing, track: bool) -> int:
+    """Digital bits per synapse to store a sensed estimate of both devices: the ADC code, or
+    a wider register (>= 8 bits) when the controller tracks it between reads."""
+    bits = sensing.adc_bits or 8
+    return 2 * (max(bits, 8) if track else bits)
+
+
 def assemble(moves_plus: Tensor, signed: Tensor) -> Tensor:
     """Per-pair signed pulses on one device -> (k, 2, E, out) pulses for (G+, G-)."""
     zero = torch.zeros_like(signed)

@@ -30,7 +30,7 @@ from torch import Tensor
 from hnntrain.config import ConfigError
 from hnntrain.optimize import LTD_ACTION, LTP_ACTION, OptimizeSpec, Policy, solve
 from hnntrain.schemes.base import UpdateScheme, register
-from hnntrain.schemes.common import assemble, model_pulses, refresh_pairs
+from hnntrain.schemes.common import assemble, estimate_bits, model_pulses, refresh_pairs
 
 
 @dataclass(frozen=True)
@@ -110,17 +110,15 @@ class CRUS(UpdateScheme):
         self.table_up = torch.as_tensor(self.policy.up.ravel(), device=device).bool()  # True: LTD-based
         self.table_down = torch.as_tensor(self.policy.down.ravel(), device=device).bool()
         self.table_refresh = torch.as_tensor(self.policy.refresh.ravel(), device=device)
-        self.sensed = ctx.sensed_state()
-        self.sensed.track = options.track
+        self.sensed = ctx.sensed_state(track=options.track)
         nominal = ctx.nominal
         self.g_min, self.g_max = float(nominal.g_min), float(nominal.g_max)
         self.home_is_min = self.policy.home == "g_min"
         self.chi = torch.zeros_like(array.weight) if options.accumulate else None
 
     def hardware(self) -> dict:
-        bits = self.ctx.sensing.adc_bits or 8
         return {
-            "digital_bits_per_synapse": 2 * (max(bits, 8) if self.options.track else bits)
+            "digital_bits_per_synapse": estimate_bits(self.ctx.sensing, self.options.track)
             + (16 if self.options.accumulate else 0),
             "extra_arrays": 0,
             "sensing": True,

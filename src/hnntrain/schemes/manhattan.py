@@ -25,6 +25,7 @@ from torch import Tensor
 
 from hnntrain.config import ConfigError
 from hnntrain.schemes.base import UpdateScheme, register
+from hnntrain.schemes.common import push_pull
 
 
 @dataclass(frozen=True)
@@ -49,4 +50,4 @@ class Manhattan(UpdateScheme):
     def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
         touched = (request.abs() >= self.options.min_request * 2 * self.array.dw_step) & (request != 0)
         n = torch.where(touched, torch.sign(request) * float(self.options.pulses), torch.zeros_like(request))
-        self.array.pulse(torch.stack((n, -n), dim=1), cols, generator)
+        self.array.pulse(push_pull(n), cols, generator)

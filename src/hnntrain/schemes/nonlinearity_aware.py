@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from hnntrain.schemes.base import UpdateScheme, register
-from hnntrain.schemes.common import model_pulses
+from hnntrain.schemes.common import estimate_bits, model_pulses
 
 
 @register
@@ -29,8 +29,7 @@ class NonlinearityAware(UpdateScheme):
         self.g_min, self.g_max = float(ctx.nominal.g_min), float(ctx.nominal.g_max)
 
     def hardware(self) -> dict:
-        bits = self.ctx.sensing.adc_bits or 8
-        return {"digital_bits_per_synapse": 2 * (max(bits, 8) if self.ctx.sensing.track else bits),
+        return {"digital_bits_per_synapse": estimate_bits(self.ctx.sensing, self.ctx.sensing.track),
                 "extra_arrays": 0, "sensing": True, "refresh": False}
 
     def before_sample(self, samples: int, generator) -> None:

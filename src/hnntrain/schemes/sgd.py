@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
+from hnntrain.schemes.common import push_pull
 
 
 @register
@@ -24,4 +25,4 @@ class OpenLoopSGD(UpdateScheme):
 
     def update(self, request: Tensor, cols: Tensor | None, generator: torch.Generator | None) -> None:
         n = stochastic_round(request * (0.5 / self.array.dw_step), generator)
-        self.array.pulse(torch.stack((n, -n), dim=1), cols, generator)
+        self.array.pulse(push_pull(n), cols, generator)

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from hnntrain.config import ConfigError
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
+from hnntrain.schemes.common import push_pull
 
 
 @dataclass(frozen=True)
@@ -44,4 +45,4 @@ class ThresholdUpdate(UpdateScheme):
         x = request * (0.5 / self.array.dw_step)
         n = torch.round(x) if self.options.deterministic else stochastic_round(x, generator)
         n = torch.where(x.abs() >= self.options.threshold, n, torch.zeros_like(x))
-        self.array.pulse(torch.stack((n, -n), dim=1), cols, generator)
+        self.array.pulse(push_pull(n), cols, generator)

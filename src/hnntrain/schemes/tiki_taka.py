@@ -27,6 +27,7 @@ from hnntrain.config import ConfigError
 from hnntrain.devices.base import DeviceModel
 from hnntrain.pair import PairArray
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
+from hnntrain.schemes.common import push_pull
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class TikiTaka(UpdateScheme):
 
     def __init__(self, options, array, ctx):
         super().__init__(options, array, ctx)
-        self.g_sp = symmetry_point(ctx.nominal.to("cpu") if hasattr(ctx.nominal, "to") else ctx.nominal)
+        self.g_sp = symmetry_point(ctx.nominal.to("cpu"))
         fast = PairArray(torch.full_like(array.g, self.g_sp), array.model, array.scale, array.max_pulses)
         fast.counter = array.counter  # one write-cost ledger for both arrays
         self.fast = fast
@@ -85,6 +86,7 @@ class TikiTaka(UpdateScheme):
         """H, push-pull pulses of C, (in, E, out)."""
         self.updates = 0
         self.row = 0
+        self.row_index = torch.arange(array.g.shape[0], device=array.g.device)  # kept, sliced per transfer
 
     def hardware(self) -> dict:
         return {"digital_bits_per_synapse": 16, "extra_arrays": 1, "sensing": True, "refresh": False,
@@ -93,20 +95,19 @@ class TikiTaka(UpdateScheme):
 
     def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
         n = stochastic_round(request * (0.5 / self.fast.dw_step), generator)
-        self.fast.pulse(torch.stack((n, -n), dim=1), cols, generator)
+        self.fast.pulse(push_pull(n), cols, generator)
         self.updates += 1
         if self.updates % self.options.transfer_every == 0:
             self._transfer(generator)
 
     def _transfer(self, generator) -> None:
-        row = torch.tensor([self.row], device=self.fast.g.device)
-        sensed = self.ctx.sensor.read(self.fast.g.index_select(0, row), generator)
-        self.array.counter.senses += sensed.numel()
+        row = self.row_index[self.row:self.row + 1]
+        sensed = self.ctx.sensor.read_array(self.fast, generator, row)  # counted on the shared ledger
         a_read = (sensed[:, 0] - sensed[:, 1]) * self.fast.scale  # reference: both at g_sp -> 0
         h = self.buffer.index_select(0, row) + a_read * (self.options.transfer_lr * 0.5 / self.array.dw_step)
         n = torch.where(h.abs() >= self.options.threshold, torch.trunc(h), torch.zeros_like(h))
         self.buffer.index_copy_(0, row, h - n)
-        self.array.pulse(torch.stack((n, -n), dim=1), row, generator)
+        self.array.pulse(push_pull(n), row, generator)
         self.row = (self.row + 1) % self.fast.g.shape[0]
 
     def state_dict(self) -> dict:

@@ -74,8 +74,7 @@ class Unidirectional(UpdateScheme):
             return
         self.samples_since_refresh = 0
         array = self.array
-        estimate = self.ctx.sensor.read(array.g, generator)
-        array.counter.senses += array.g.numel()
+        estimate = self.ctx.sensor.read_array(array, generator)
         away = (estimate - self.g_min) if self.gradual_ltp else (self.g_max - estimate)
         mask = (away > self.options.refresh_threshold * (self.g_max - self.g_min)).all(dim=1)
         if bool(mask.any()):
