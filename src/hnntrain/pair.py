@@ -70,10 +70,6 @@ class PairArray:
         """(in, E, out) weights as the array computes with them (cached, kept current)."""
         return self.w
 
-    def read(self, cols: Tensor | None = None) -> Tensor:
-        """True conductances (the physics; schemes use :mod:`hnntrain.sensing` instead)."""
-        return self.g if cols is None else self.g.index_select(0, cols)
-
     def pulse(self, pulses: Tensor, cols: Tensor | None, generator: torch.Generator | None,
               cap: int | None = None) -> Tensor:
         """Apply signed pulse counts (k, 2, E, out) to the inputs ``cols`` (all when None).
