@@ -355,8 +355,8 @@ def _check(ok: bool, key: str, message: str) -> None:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Range checks that need no other module. Device- and scheme-specific checks happen
-    when those are built, with the same kind of message."""
+    """Range checks, the scheme name and its options. Device-specific checks happen when the
+    device is built, with the same kind of message."""
     d = cfg.device
     _check(d.model in ("exponential", "linear", "table"), "device.model",
            f"unknown model {d.model!r}; use exponential, linear or table")
@@ -403,6 +403,9 @@ def validate(cfg: RunConfig) -> None:
            f"unknown torch device {r.device!r}; use cpu or cuda")
     _check(r.threads >= 0, "runtime.threads", "must be >= 0")
     _check(r.checkpoint_seconds > 0, "runtime.checkpoint_seconds", "must be > 0")
+    from hnntrain.schemes import check_scheme  # schemes import this module; import late
+
+    check_scheme(cfg.scheme.name, dict(cfg.scheme.params))  # unknown scheme or option: fail before training
 
 
 __all__ = [

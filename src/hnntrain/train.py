@@ -123,6 +123,8 @@ class Trainer:
         """Update noise of every closed long window: samples seen, window-1 and window UN."""
         self.train_seconds = 0.0
         self.samples_done = 0
+        self.busy = False
+        """True while an update or an epoch close is half applied (no exact checkpoint then)."""
         self._counter_marks = self._counter_totals()
 
     # -- data -------------------------------------------------------------------------------
@@ -264,12 +266,15 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, progress: Callable[[int, int, int, float], None] | None = None,
             checkpoint: Callable[["Trainer"], None] | None = None,
-            on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+            on_epoch: Callable[[dict], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> list[dict]:
         """Train until ``train.epochs``; resumes from wherever the state says.
 
         ``progress(epoch, done, total, loss)`` is called every few hundred samples,
         ``checkpoint(trainer)`` at least every ``runtime.checkpoint_seconds`` and after each
-        epoch, ``on_epoch(record)`` after each evaluation.
+        epoch, ``on_epoch(record)`` after each evaluation. When ``should_stop()`` turns true the
+        loop raises KeyboardInterrupt between two updates. ``self.busy`` is true while an update
+        or an epoch close is half done: a checkpoint taken then would not resume exactly.
         """
         torch.set_num_threads(pick_threads(self.cfg))
         batch = self.cfg.train.batch_size
@@ -285,6 +290,10 @@ class Trainer:
             steps = 0
             with torch.no_grad():
                 while self.position < n:
+                    if should_stop is not None and should_stop():
+                        self.train_seconds = epoch_seconds_before + (time.monotonic() - started)
+                        raise KeyboardInterrupt
+                    self.busy = True
                     idx = self.order[self.position:self.position + batch].to(self.device)
                     self.train_step(self.train_x.index_select(0, idx), self.train_y.index_select(0, idx))
                     self.position += idx.numel()
@@ -293,6 +302,7 @@ class Trainer:
                     every = self.cfg.train.eval_every
                     if every and self.samples_done % every < idx.numel() and self.position < n:
                         self._record_eval(self.evaluate())
+                    self.busy = False
                     if steps % report_every == 0:
                         now = time.monotonic()
                         if progress is not None:
@@ -303,10 +313,12 @@ class Trainer:
                             self.train_seconds = epoch_seconds_before + (now - started)
                             checkpoint(self)
                             last_checkpoint = time.monotonic()
+            self.busy = True
             self.train_seconds = epoch_seconds_before + (time.monotonic() - started)
             record = self._close_epoch(self.train_seconds - sum(h["seconds"] for h in self.history))
             self.epoch += 1
             self.order = None
+            self.busy = False
             if progress is not None:
                 progress(self.epoch - 1, n, n, record["train_loss"])
             if on_epoch is not None:
@@ -425,38 +437,48 @@ def run(cfg: RunConfig, out_dir: str | Path, resume: bool = False,
         datasets=None) -> dict:
     """Train ``cfg`` and write ``out_dir/result.json`` (always, also on failure).
 
-    A NaN/inf stops the run with ``status: failed``. SIGINT/SIGTERM write a checkpoint first,
-    so ``resume=True`` continues where the run stopped.
+    A NaN/inf stops the run with ``status: failed``. SIGINT/SIGTERM stop it between two
+    updates and write a checkpoint there, so ``resume=True`` continues with exactly the numbers
+    of an unbroken run. A second signal stops at once; the last periodic checkpoint (every
+    ``runtime.checkpoint_seconds``) is then where a resume starts.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     trainer: Trainer | None = None
+    signals = []
 
-    def on_signal(signum, frame):  # turn SIGTERM into the same path as Ctrl-C
-        raise KeyboardInterrupt
+    def on_signal(signum, frame):
+        signals.append(signum)
+        if len(signals) > 1 or trainer is None:  # a second signal, or nothing to save yet: stop now
+            raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_signal) if _main_thread() else None
+    previous = {}
+    if _main_thread():
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         train_ds, test_ds = datasets if datasets is not None else load_datasets(cfg)
         trainer = Trainer(cfg, train_ds.images, train_ds.labels, test_ds.images, test_ds.labels)
         ckpt = out / CHECKPOINT
         if resume and ckpt.exists():
             trainer.load_state_dict(torch.load(ckpt, map_location=trainer.device, weights_only=False))
-        trainer.fit(progress=progress, checkpoint=lambda t: save_checkpoint(t, out), on_epoch=on_epoch)
+        trainer.fit(progress=progress, checkpoint=lambda t: save_checkpoint(t, out), on_epoch=on_epoch,
+                    should_stop=lambda: bool(signals))
         result = build_result(cfg, trainer, "ok", None)
     except TrainingDiverged as err:
         result = build_result(cfg, trainer, "failed", str(err))
     except KeyboardInterrupt:
-        if trainer is not None:
+        if trainer is not None and not trainer.busy:
             save_checkpoint(trainer, out)
-        where = f"epoch {trainer.epoch + 1}, sample {trainer.position}" if trainer else "start-up"
-        result = build_result(cfg, trainer, "failed",
-                              f"interrupted at {where}; checkpoint saved, continue with --resume --out {out}")
+            where = f"epoch {trainer.epoch + 1}, sample {trainer.position}; checkpoint saved"
+        else:  # half an update applied: resuming from here would not be exact
+            where = ("start-up" if trainer is None else "the middle of an update") + \
+                    ("; the last periodic checkpoint is kept" if (out / CHECKPOINT).exists() else "")
+        result = build_result(cfg, trainer, "failed", f"interrupted at {where}; continue with --resume --out {out}")
         write_result(out, result)
         raise
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     write_result(out, result)
     return result
 

@@ -24,6 +24,12 @@ def get_scheme(name: str) -> type[UpdateScheme]:
     return SCHEMES[name]
 
 
+def check_scheme(name: str, params: dict) -> None:
+    """ConfigError for an unknown scheme or an unknown or invalid option (no arrays needed)."""
+    cls = get_scheme(name)
+    parse_options(cls.Options, params)
+
+
 def build_scheme(name: str, params: dict, array, ctx: SchemeContext) -> UpdateScheme:
     cls = get_scheme(name)
     return cls(parse_options(cls.Options, params), array, ctx)
