@@ -377,6 +377,185 @@ def plot_un_command(
     console.print(f"plot written to {out}")
 
 
+def _open_store(path: Path, create: bool = False):
+    from hnntrain.store import ResultStore, StoreError
+
+    try:
+        return ResultStore(path, create=create)
+    except StoreError as err:
+        _fail(str(err))
+
+
+@app.command("sweep")
+def sweep_command(
+    sweep_file: Path = typer.Argument(..., help="Sweep TOML: [base] \"dotted.key\" = value, [grid] \"dotted.key\" = [values]."),
+    store: Optional[Path] = typer.Option(None, "--store", help="Results store (SQLite); default: runs/<sweep name>.sqlite."),
+    workers: int = typer.Option(0, "--workers", "-w", help="Processes (local) or LocalCluster workers; 0: every core."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://host:8786), or "
+                                            "'local' for a LocalCluster on this machine."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of MNIST-layout IDX files for every run."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run again the runs stored as failed."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and what is already stored; train nothing."),
+) -> None:
+    """Run a grid of configs; every finished run is committed to the store; rerun to resume."""
+    import os
+
+    from hnntrain.sweep import load_sweep, plan
+
+    try:
+        sweep = load_sweep(sweep_file)
+        if data_dir:  # absolute, so that the same data gives the same config hash from any directory
+            sweep.base["data.dir"] = str(data_dir.resolve())
+        runs = sweep.runs()  # every point validated before anything starts
+    except _user_errors() as err:
+        _fail(str(err))
+    store_path = store or Path("runs") / f"{sweep.name}.sqlite"
+    n_workers = workers or os.cpu_count() or 1
+    if dry_run:
+        todo, done = (runs, []) if not store_path.exists() else plan(sweep, _open_store(store_path), retry_failed)
+        done_hashes = {r.config_hash for r in done}
+        for run in runs:
+            console.print(f"{'stored' if run.config_hash in done_hashes else 'to do '}  {run.config_hash}  {run.label}",
+                          highlight=False)
+        console.print(f"{len(runs)} runs: {len(done)} stored, {len(todo)} to do ({store_path})")
+        return
+    results = _open_store(store_path, create=True)
+    _execute_with_progress(sweep, results, store_path, n_workers, scheduler, retry_failed)
+
+
+def _execute_with_progress(sweep, results, store_path: Path, n_workers: int, scheduler: Optional[str],
+                           retry_failed: bool = False):
+    """Run a sweep with a progress bar (runs done, failed, lost, running) and a line per run."""
+    from hnntrain.sweep import execute
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("failed {task.fields[failed]}  lost {task.fields[lost]}  running {task.fields[running]}"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+    state = {"task": None, "running": 0}
+
+    def on_start(total: int, skipped: int, todo: int) -> None:
+        where = f"Dask at {scheduler}" if scheduler else f"{max(min(n_workers, todo), 1)} local process(es)"
+        console.print(f"sweep {sweep.name}: {total} runs, {skipped} already in {store_path}, "
+                      + (f"{todo} to do on {where}" if todo else "nothing to do"),
+                      highlight=False)
+        state["running"] = min(todo, n_workers)
+        state["task"] = progress.add_task("runs", total=total, completed=skipped, failed=0, lost=0,
+                                          running=state["running"])
+
+    def on_finish(run, result, lost) -> None:
+        task = progress.tasks[state["task"]]
+        remaining = task.total - task.completed - 1 - task.fields["lost"]
+        state["running"] = min(state["running"], max(remaining, 0))
+        if lost:
+            progress.update(state["task"], lost=task.fields["lost"] + 1, running=state["running"])
+            progress.console.print(f"[yellow]lost[/] {run.label}: {lost}; it runs again next time", highlight=False)
+            return
+        failed = task.fields["failed"] + (result["status"] != "ok")
+        progress.update(state["task"], advance=1, failed=failed, running=state["running"])
+        acc = result["test_accuracy"]
+        text = f"{acc * 100:.2f} %" if acc is not None else f"[red]failed[/]: {result['error']}"
+        progress.console.print(f"{run.label}: {text}", highlight=False)
+
+    started = time.monotonic()
+    try:
+        with progress:
+            outcome = execute(sweep, results, workers=n_workers, scheduler=scheduler, retry_failed=retry_failed,
+                              on_start=on_start, on_finish=on_finish)
+    except _user_errors() as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail(f"interrupted; {len(results)} runs are stored in {store_path}; run the same command again to "
+              "continue (runs in flight resume from their checkpoints)")
+    console.print(f"sweep {sweep.name}: {outcome.finished} finished, {outcome.failed} failed, {outcome.skipped} "
+                  f"skipped (stored), {len(outcome.lost)} lost in {time.monotonic() - started:.0f} s; store: {store_path}",
+                  highlight=False)
+    if outcome.lost:
+        _fail(f"{len(outcome.lost)} run(s) lost to dead workers; run the same command again to finish them")
+    return outcome
+
+
+@app.command("results")
+def results_command(
+    store: Path = typer.Argument(..., help="Results store written by hnntrain sweep."),
+    csv: bool = typer.Option(False, "--csv", help="Print CSV: a header, then one row per run."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="Only the runs of this sweep name."),
+) -> None:
+    """List the runs in a results store (or print them as CSV)."""
+    from hnntrain.compare import format_accuracy
+    from hnntrain.store import runs_csv, varying_keys
+
+    runs = _open_store(store).runs(sweep)
+    if csv:
+        sys.stdout.write(runs_csv(runs))
+        return
+    keys = varying_keys(runs)
+    table = Table(title=f"{store}: {len(runs)} runs")
+    for column in ("hash", "sweep", *keys, "status", "test acc. %", "UN window", "pulses/sample", "s"):
+        table.add_column(column, justify="left" if column in ("hash", "sweep", "status") or column in keys else "right")
+    for run in runs:
+        s = run.summary
+        table.add_row(run.config_hash[:8], run.sweep, *(str(run.config.get(k, "")) for k in keys), run.status,
+                      format_accuracy(s) if s.get("test_accuracy") is not None else "-",
+                      f"{s['update_noise']:.3g}" if s.get("update_noise") is not None else "-",
+                      f"{s['pulses_per_sample']:.1f}" if s.get("pulses_per_sample") is not None else "-",
+                      f"{run.seconds:.0f}" if run.seconds else "-")
+    console.print(table)
+
+
+@app.command("report")
+def report_command(
+    store: Path = typer.Argument(..., help="Results store written by hnntrain sweep."),
+    out: Path = typer.Option(Path("runs/report"), "--out", "-o", help="Directory for report.md and the figures."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="Only the runs of this sweep name."),
+) -> None:
+    """Markdown and PNG report of a results store: accuracy versus every swept key, UN versus epoch."""
+    from hnntrain.report import store_report
+
+    runs = _open_store(store).runs(sweep)
+    if not runs:
+        _fail(f"{store}: holds no runs{' of sweep ' + sweep if sweep else ''}; run hnntrain sweep first")
+    path = store_report(runs, out, title=f"{store.name}{': ' + sweep if sweep else ''}")
+    figures = sorted(p.name for p in out.glob("*.png"))
+    console.print(f"report written: {path} ({len(runs)} runs; figures: {', '.join(figures)})", highlight=False)
+
+
+@app.command("reproduce")
+def reproduce_command(
+    out: Path = typer.Option(Path("runs/reproduce"), "--out", "-o", help="Directory: store.sqlite, claims.md/json, report/."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Training samples per run (default: all 60,000)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per run (default: the sweep files' 3)."),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated subset of: schemes, sensing, c2c, nonlinearity."),
+    workers: int = typer.Option(0, "--workers", "-w", help="Local processes or LocalCluster workers; 0: every core."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, or 'local'."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of MNIST-layout IDX files."),
+) -> None:
+    """Run the sweeps behind the paper's claims and write the claims table (resumable)."""
+    import os
+
+    from hnntrain.report import store_report
+    from hnntrain.reproduce import claim_sweeps, describe_scale, evaluate, planned_runs, write_claims
+
+    try:
+        sweeps = claim_sweeps(samples, seeds, str(data_dir.resolve()) if data_dir else None,
+                              [s.strip() for s in only.split(",")] if only else None)
+        for sweep in sweeps:
+            sweep.runs()  # validate every sweep before the first run
+    except _user_errors() as err:
+        _fail(str(err))
+    store_path = out / "store.sqlite"
+    results = _open_store(store_path, create=True)
+    for sweep in sweeps:
+        _execute_with_progress(sweep, results, store_path, workers or os.cpu_count() or 1, scheduler)
+    runs = planned_runs(sweeps, results)
+    scale = describe_scale(sweeps)
+    for sweep in sweeps:
+        store_report([r for r in runs if r.sweep == sweep.name], out / "report" / sweep.name, title=sweep.name)
+    path = write_claims(evaluate(runs), out, scale)
+    console.print(path.read_text(), highlight=False, markup=False)
+    console.print(f"written: {path}, {out / 'claims.json'}, reports in {out / 'report'}/<sweep>/report.md",
+                  highlight=False)
+
+
 @data_app.command("fetch")
 def data_fetch(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Fetch into this directory (default: the cache)."),
