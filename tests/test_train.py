@@ -68,6 +68,28 @@ def test_interrupted_run_resumes_to_identical_numbers(tmp_path, blobs):
     assert strip_times(resumed["epochs"]) == strip_times(straight["epochs"])
 
 
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_between_updates_and_the_resume_is_exact(tmp_path, blobs, signame):
+    import signal
+
+    cfg = cfg_for(device__preset="abrupt-ltd", device__c2c=0.02, scheme__name="crus", train__epochs=2)
+    straight = run(cfg, tmp_path / "straight", datasets=blobs)
+    sent = []
+
+    def signal_midway(epoch, done, total, loss):
+        if epoch == 1 and 0 < done < total and not sent:
+            sent.append(done)
+            signal.raise_signal(getattr(signal, signame))  # the handler runs now, mid-loop
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut", datasets=blobs, progress=signal_midway)
+    partial = json.loads((tmp_path / "cut" / RESULT).read_text())
+    assert sent and "checkpoint saved" in partial["error"] and "--resume" in partial["error"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    resumed = run(cfg, tmp_path / "cut", resume=True, datasets=blobs)
+    assert strip_times(resumed["epochs"]) == strip_times(straight["epochs"])
+
+
 def test_resume_refuses_a_different_config(tmp_path, blobs):
     run(cfg_for(train__epochs=1), tmp_path, datasets=blobs)
     with pytest.raises(ValueError, match="different configuration"):
