@@ -226,7 +226,7 @@ def plot_un_vs_epoch(runs: list, path: str | Path, title: str = "") -> bool:
             per_epoch = run.config.get("train.samples") or run.result["epochs"][0].get("samples") or 60000
             trace = [t for t in run.result["un_trace"] if t.get("window") is not None]
             name = ", ".join(f"{k.split('.', 1)[1]}={run.config.get(k)}" for k in others) or run.config_hash[:8]
-            ax.plot([t["samples"] / per_epoch for t in trace], [t["window"] for t in trace], marker=".", label=name)
+            ax.plot([t["samples"] / per_epoch for t in trace], [t["window"] for t in trace], marker=".", ms=3, label=name)
         ax.set_yscale("log")
         ax.set_xlabel("training progress (epochs)")
         ax.set_ylabel("update noise, long window (unitless)")
