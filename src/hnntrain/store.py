@@ -14,6 +14,7 @@ mean and spread over replicas, update noise, pulses, senses ...) and the full re
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -99,7 +100,7 @@ class ResultStore:
                 raise StoreError(f"{self.path}: an SQLite file, but not an hnntrain results store (no runs "
                                  "table); pass the .sqlite file that hnntrain sweep wrote, or a new file name")
             self._db.execute("PRAGMA busy_timeout = 120000")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal()
             self._db.execute("PRAGMA synchronous = FULL")  # a committed row survives a power cut
             with self._transaction():
                 for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
@@ -113,18 +114,27 @@ class ResultStore:
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path}: not an hnntrain results store ({err}); pass another --store file") from None
 
+    def _enable_wal(self) -> None:
+        """Switch to write-ahead logging. The switch needs an exclusive lock and SQLite does not
+        wait for it with the busy timeout, so writers that create one store together retry."""
+        deadline = time.monotonic() + 120.0
+        while self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @contextlib.contextmanager
     def _transaction(self):
-        db = self._db
-
-        class _Tx:
-            def __enter__(self):
-                db.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
-
-            def __exit__(self, kind, value, tb):
-                db.execute("COMMIT" if kind is None else "ROLLBACK")
-                return False
-
-        return _Tx()
+        self._db.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -140,16 +150,15 @@ class ResultStore:
         """Store one finished run (``status`` ok or failed) in one transaction; a run stored
         again (for example a failed run retried) replaces its row."""
         from hnntrain.compare import summarize
-        from hnntrain.config import build_config, flatten_config
+        from hnntrain.config import dotted_config
 
         status = result.get("status")
         if status not in ("ok", "failed"):
             raise ValueError(f"only finished runs are stored, got status {status!r}")
-        cfg = build_config(_dotted(result["config"]))
         summary = summarize(result) if result.get("epochs") else {"status": status, "test_accuracy": None}
         summary["replicas"] = result.get("replicas", [])
         summary["error"] = result.get("error")
-        values = (result["config_hash"], sweep, status, result.get("test_accuracy"), _json(flatten_config(cfg)),
+        values = (result["config_hash"], sweep, status, result.get("test_accuracy"), _json(dotted_config(result["config"])),
                   _json(summary), _json(result), seconds if seconds is not None else result.get("train_seconds"),
                   socket.gethostname(), time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         with self._transaction():
@@ -177,18 +186,6 @@ class ResultStore:
     def integrity(self) -> str:
         """SQLite's own integrity check: ``ok`` when the file is sound."""
         return self._db.execute("PRAGMA integrity_check").fetchone()[0]
-
-
-def _dotted(nested: dict) -> dict[str, Any]:
-    """A result's nested config -> dotted keys (scheme params flattened like the CLI)."""
-    out = {}
-    for section, table in nested.items():
-        for key, value in table.items():
-            if section == "scheme" and key == "params":
-                out.update({f"scheme.{k}": v for k, v in value.items()})
-            elif value is not None:
-                out[f"{section}.{key}"] = list(value) if isinstance(value, tuple) else value
-    return out
 
 
 def varying_keys(runs: list[StoredRun]) -> list[str]:
