@@ -323,8 +323,14 @@ def resolve(config_file: str | Path | None = None, overrides: Mapping[str, Any] 
 
 
 def flatten_config(cfg: RunConfig) -> dict[str, Any]:
+    return dotted_config(cfg.to_dict())
+
+
+def dotted_config(nested: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved config as nested tables (``RunConfig.to_dict()``, or the ``config`` of a
+    result.json) -> dotted keys, scheme options as ``scheme.<option>``."""
     out = {}
-    for section, table in cfg.to_dict().items():
+    for section, table in nested.items():
         for key, value in table.items():
             if section == "scheme" and key == "params":
                 out.update({f"scheme.{k}": v for k, v in value.items()})

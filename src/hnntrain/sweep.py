@@ -144,17 +144,6 @@ def _grid_items(table: dict) -> Iterator[tuple[str, Any]]:
             yield key, value
 
 
-def sweep_from_assignments(name: str, base: list[str], grid: list[str]) -> Sweep:
-    """A sweep from ``KEY=VALUE`` and ``KEY=[v1, v2]`` strings (for scripts and tests)."""
-    from hnntrain.config import parse_assignments
-
-    values = parse_assignments(grid)
-    for key, value in values.items():
-        if not isinstance(value, list):
-            values[key] = [value]
-    return Sweep(name=name, base=parse_assignments(base), grid=values)
-
-
 # -- execution -----------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=2)
@@ -322,7 +311,9 @@ def execute(sweep: Sweep, store: ResultStore, workers: int | None = None, schedu
     def on_signal(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_signal) if _main_thread() else None
+    from hnntrain.train import main_thread
+
+    previous = signal.signal(signal.SIGTERM, on_signal) if main_thread() else None
     try:
         futures = {executor.submit(train_task, run.values, str(runs_root / run.config_hash)): run for run in todo}
         for future in executor.completed(futures):
@@ -365,10 +356,4 @@ def execute(sweep: Sweep, store: ResultStore, workers: int | None = None, schedu
 def _is_lost_worker(err: BaseException) -> bool:
     """Dask's KilledWorker (a worker died running the task) is lost work, not a failed run."""
     return type(err).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError")
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 

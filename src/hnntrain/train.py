@@ -453,7 +453,7 @@ def run(cfg: RunConfig, out_dir: str | Path, resume: bool = False,
             raise KeyboardInterrupt
 
     previous = {}
-    if _main_thread():
+    if main_thread():
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         train_ds, test_ds = datasets if datasets is not None else load_datasets(cfg)
@@ -483,7 +483,7 @@ def run(cfg: RunConfig, out_dir: str | Path, resume: bool = False,
     return result
 
 
-def _main_thread() -> bool:
+def main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
