@@ -21,8 +21,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from hnntrain.config import build_config  # noqa: E402
-from hnntrain.train import Trainer  # noqa: E402
+from hnntrain.engine.train import Trainer  # noqa: E402
+from hnntrain.io.resolve import build_config  # noqa: E402
 
 BYTES_PER_SYNAPSE = 24  # G+ and G- read and written (16 B), weight written (4 B), request read (4 B)
 
@@ -47,7 +47,7 @@ def load_data(samples: int, synthetic: bool):
         images = (torch.rand(samples, 784, generator=gen) < 0.19).float() * torch.rand(samples, 784, generator=gen)
         labels = torch.randint(0, 10, (samples,), generator=gen)
         return images, labels
-    from hnntrain.data import load_mnist
+    from hnntrain.io.data import load_mnist
 
     train, _ = load_mnist(quiet=True)
     return train.images[:samples], train.labels[:samples]
@@ -63,9 +63,9 @@ def measure(scheme: str, replicas: int, threads: int, images, labels, warmup: in
     for updater in trainer.schemes:
         inner = updater.update
 
-        def timed(request, cols, gen, _inner=inner):
+        def timed(request, rows, gen, _inner=inner):
             start = time.perf_counter()
-            _inner(request, cols, gen)
+            _inner(request, rows, gen)
             update_time[0] += time.perf_counter() - start
             synapses[0] += request.numel()
 

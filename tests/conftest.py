@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hnntrain.data import Dataset, write_idx
+from hnntrain.io.data import Dataset, write_idx
 
 
 def make_blobs(n: int, seed: int = 0, classes: int = 4, side: int = 6) -> tuple[torch.Tensor, torch.Tensor]:

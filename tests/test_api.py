@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hnntrain.config import ConfigError, DeviceConfig, SensingConfig, build_config
+from hnntrain.engine.train import Trainer
+from hnntrain.io.resolve import build_config
 from hnntrain.nn import PairConv2d, PairLinear
 from hnntrain.optim import DeviceSGD
 from hnntrain.schemes import SCHEMES, UpdateScheme, build_scheme
 from hnntrain.schemes.sgd import OpenLoopSGD
-from hnntrain.train import Trainer
+from hnntrain.spec.config import ConfigError, DeviceConfig, SensingConfig
 
 
 def blob_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,9 +191,9 @@ class Recorder(UpdateScheme):
     def before_sample(self, samples, generator):
         self.calls.append(("before", samples))
 
-    def update(self, request, cols, generator):
+    def update(self, request, rows, generator):
         full = torch.zeros_like(self.array.weight)
-        full[slice(None) if cols is None else cols] = request
+        full[slice(None) if rows is None else rows] = request
         self.calls.append(("update", full[:, 0].clone()))
 
 

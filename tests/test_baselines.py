@@ -3,22 +3,23 @@
 import pytest
 import torch
 
-from hnntrain.config import PairConfig, build_config
-from hnntrain.devices import build_device, nominal_device
-from hnntrain.pair import PairArray
+from hnntrain.io.resolve import build_config
+from hnntrain.physics.devices import build_device, nominal_device
+from hnntrain.physics.pair import PairArray
+from hnntrain.physics.sensing import Sensor
 from hnntrain.schemes import SCHEMES, SchemeContext, build_scheme
 from hnntrain.schemes.tiki_taka import symmetry_point
-from hnntrain.sensing import Sensor
+from hnntrain.spec.config import PairConfig
 
 
-def make(scheme, preset="ideal", shape=(30, 1, 20), g_ref=0.5, sensing=None, **options):
+def make(scheme, preset="ideal", shape=(30, 1, 20), g_ref_fraction=0.5, sensing=None, **options):
     values = {"device.preset": preset, "scheme.name": scheme, **(sensing or {}),
               **{f"scheme.{k}": v for k, v in options.items()}}
     cfg = build_config(values)
     ctx = SchemeContext(nominal=nominal_device(cfg.device), sensing=cfg.sensing,
                         sensor=Sensor(cfg.sensing, cfg.device.g_min, cfg.device.g_max), device=cfg.device,
                         max_pulses=cfg.scheme.max_pulses)
-    array = PairArray.create(torch.zeros(shape, dtype=torch.float64), build_device(cfg.device), PairConfig(g_ref=g_ref),
+    array = PairArray.create(torch.zeros(shape, dtype=torch.float64), build_device(cfg.device), PairConfig(g_ref_fraction=g_ref_fraction),
                              cfg.scheme.max_pulses)
     return build_scheme(scheme, dict(cfg.scheme.params), array, ctx), array
 
@@ -70,7 +71,7 @@ def test_mixed_precision_accumulates_sub_step_requests():
 
 
 def test_mixed_precision_on_ideal_device_tracks_fp(blobs, tmp_path):
-    from hnntrain.train import run
+    from hnntrain.engine.run import run
 
     common = {"model.hidden": [20], "train.lr": 0.2, "train.epochs": 3, "device.preset": "ideal"}
     fp = run(build_config({**common, "scheme.name": "fp"}), tmp_path / "fp", datasets=blobs)
@@ -79,7 +80,7 @@ def test_mixed_precision_on_ideal_device_tracks_fp(blobs, tmp_path):
 
 
 def test_unidirectional_without_refresh_saturates_both_devices():
-    updater, array = make("unidirectional", preset="abrupt-ltd", refresh=False, g_ref=0.2)
+    updater, array = make("unidirectional", preset="abrupt-ltd", refresh=False, g_ref_fraction=0.2)
     gen = torch.Generator().manual_seed(1)
     step = array.dw_step
     for _ in range(300):
@@ -120,8 +121,8 @@ def test_tiki_taka_starts_at_symmetry_point_and_transfers_towards_a():
 
 def test_nonlinearity_aware_is_unbiased_where_open_loop_is_not():
     sensing = {"sensing.adc_bits": 0, "sensing.every": 1}
-    aware, a_array = make("nonlinearity_aware", preset="abrupt-ltd", shape=(200, 1, 50), g_ref=0.6, sensing=sensing)
-    naive, n_array = make("sgd", preset="abrupt-ltd", shape=(200, 1, 50), g_ref=0.6, sensing=sensing)
+    aware, a_array = make("nonlinearity_aware", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.6, sensing=sensing)
+    naive, n_array = make("sgd", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.6, sensing=sensing)
     gen = torch.Generator().manual_seed(0)
     request = torch.full_like(a_array.weight, 2 * a_array.dw_step)
     aware.before_sample(1, gen)
@@ -133,7 +134,7 @@ def test_nonlinearity_aware_is_unbiased_where_open_loop_is_not():
 
 
 def test_manhattan_learns_with_mini_batches(blobs, tmp_path):
-    from hnntrain.train import run
+    from hnntrain.engine.run import run
 
     res = run(build_config({"model.hidden": [20], "device.preset": "ideal", "scheme.name": "manhattan",
                             "train.batch_size": 10, "train.lr": 1.0, "train.epochs": 3}), tmp_path, datasets=blobs)

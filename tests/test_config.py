@@ -1,6 +1,7 @@
 import pytest
 
-from hnntrain.config import ConfigError, build_config, flatten_config, parse_assignments, resolve
+from hnntrain.io.resolve import build_config, parse_assignments, resolve
+from hnntrain.spec.config import ConfigError, flatten_config
 
 
 def test_preset_values_and_explicit_override():

@@ -2,12 +2,19 @@ import numpy as np
 import pytest
 import torch
 
-from hnntrain.config import PairConfig, build_config
-from hnntrain.devices import build_device, nominal_device
-from hnntrain.optimize import LTD_ACTION, LTP_ACTION, OptimizeSpec, build_problem, solve
-from hnntrain.pair import PairArray
+from hnntrain.io.resolve import build_config
+from hnntrain.physics.devices import build_device, nominal_device
+from hnntrain.physics.pair import PairArray
+from hnntrain.physics.sensing import Sensor
 from hnntrain.schemes import SchemeContext, build_scheme
-from hnntrain.sensing import Sensor
+from hnntrain.schemes.optimize import (
+    LTD_ACTION,
+    LTP_ACTION,
+    OptimizeSpec,
+    build_problem,
+    solve,
+)
+from hnntrain.spec.config import PairConfig
 
 
 def relative_value_iteration(problem, iterations=20000, tol=1e-12):
@@ -66,7 +73,7 @@ def make_crus(preset="abrupt-ltd", shape=(50, 1, 40), **options):
     ctx = SchemeContext(nominal=nominal, sensing=cfg.sensing, sensor=Sensor(cfg.sensing, 1.0, 10.0),
                         device=cfg.device, max_pulses=cfg.scheme.max_pulses)
     w = torch.zeros(shape, dtype=torch.float64)
-    array = PairArray.create(w, build_device(cfg.device), PairConfig(g_ref=0.1), cfg.scheme.max_pulses)
+    array = PairArray.create(w, build_device(cfg.device), PairConfig(g_ref_fraction=0.1), cfg.scheme.max_pulses)
     return build_scheme("crus", dict(cfg.scheme.params), array, ctx), array
 
 

@@ -1,4 +1,4 @@
-"""Tests for hnntrain.data: IDX parsing, directory loading and the MNIST fetch chain (no network)."""
+"""Tests for hnntrain.io.data: IDX parsing, directory loading and the MNIST fetch chain (no network)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hnntrain import data
-from hnntrain.data import DataError, Dataset, FetchSource, ensure_mnist, load_idx_dir, read_idx, write_idx
+from hnntrain.io import data
+from hnntrain.io.data import (
+    DataError,
+    Dataset,
+    FetchSource,
+    ensure_mnist,
+    load_idx_dir,
+    read_idx,
+    write_idx,
+)
 
 TYPE_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
 

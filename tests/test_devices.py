@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hnntrain.config import ConfigError, DeviceConfig, build_config
-from hnntrain.devices import (
+from hnntrain.io.resolve import build_config
+from hnntrain.physics.devices import (
     ExponentialDevice,
     TableError,
     build_device,
@@ -16,6 +16,7 @@ from hnntrain.devices import (
     norm_a_to_nl,
     read_curves,
 )
+from hnntrain.spec.config import ConfigError, DeviceConfig
 
 # NeuroSim's getParamA table (formula.cpp), as quoted in literature.md section 2.2
 NEUROSIM_TABLE = {0.5: 2.519877, 1: 1.251653, 2: 0.609035, 3: 0.386830, 4: 0.269089, 5: 0.192406,
@@ -133,10 +134,10 @@ def test_d2d_draws_are_per_device_and_reproducible():
     assert bool((a.g_max > a.g_min).all())
 
 
-def test_columns_selects_per_device_parameters():
+def test_rows_of_selects_per_device_parameters():
     cfg = DeviceConfig(d2d_g=0.05)
     model = build_device(cfg, (5, 2, 1, 3), torch.Generator().manual_seed(0))
-    sub = model.columns(torch.tensor([4, 1]))
+    sub = model.rows_of(torch.tensor([4, 1]))
     assert torch.equal(sub.g_min, model.g_min[[4, 1]])
 
 

@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hnntrain.cli import app
-from hnntrain.config import resolve
-from hnntrain.devices import nl_to_norm_a, read_curves
-from hnntrain.fit import ExponentialFit, FitError, fit_files, read_measurements, write_outputs
+from hnntrain.io.fit import ExponentialFit, fit_files
+from hnntrain.io.fit_output import write_outputs
+from hnntrain.io.resolve import resolve
+from hnntrain.physics.devices import nl_to_norm_a, read_curves
+from hnntrain.physics.devices.measured import FitError, read_measurements
 
 TRUE = {"a_ltp": 30.0, "a_ltd": 5.0, "levels": 64, "g_min": 1.0, "g_max": 10.0}
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hnntrain.model import MLP
+from hnntrain.engine.model import MLP
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
@@ -29,8 +29,8 @@ def test_first_layer_request_on_selected_inputs():
     mlp = MLP([6, 4, 3], "sigmoid", bias=True)
     weights = [torch.randn(i, 2, o) for i, o in mlp.weight_shapes()]
     x = torch.tensor([[0.0, 0.5, 0.0, 0.0, 1.0, 0.0, 1.0]])
-    cols = torch.tensor([1, 4, 6])
+    rows = torch.tensor([1, 4, 6])
     full = mlp.step(weights, x, torch.tensor([2]), 0.1, None).requests[0]
-    part = mlp.step(weights, x, torch.tensor([2]), 0.1, cols).requests[0]
-    assert torch.allclose(full[cols], part)
+    part = mlp.step(weights, x, torch.tensor([2]), 0.1, rows).requests[0]
+    assert torch.allclose(full[rows], part)
     assert torch.count_nonzero(full[[0, 2, 3, 5]]) == 0  # zero inputs ask for nothing

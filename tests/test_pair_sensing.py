@@ -3,14 +3,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hnntrain.config import PairConfig, SensingConfig, build_config
-from hnntrain.devices import build_device, nominal_device
-from hnntrain.pair import PairArray, init_weights
-from hnntrain.sensing import SensedState, Sensor
+from hnntrain.io.resolve import build_config
+from hnntrain.physics.devices import build_device, nominal_device
+from hnntrain.physics.pair import PairArray, init_weights
+from hnntrain.physics.sensing import SensedState, Sensor
+from hnntrain.spec.config import PairConfig, SensingConfig
 
 
-def make_array(preset="ideal", shape=(5, 2, 3), g_ref=0.5, max_pulses=16, d2d=False):
-    cfg = build_config({"device.preset": preset, "pair.g_ref": g_ref, **({"device.d2d_g": 0.05} if d2d else {})})
+def make_array(preset="ideal", shape=(5, 2, 3), g_ref_fraction=0.5, max_pulses=16, d2d=False):
+    cfg = build_config({"device.preset": preset, "pair.g_ref_fraction": g_ref_fraction, **({"device.d2d_g": 0.05} if d2d else {})})
     gen = torch.Generator().manual_seed(0)
     w = init_weights(shape, shape[0], PairConfig(init_scale=2.0), gen)
     dev_shape = (shape[0], 2, shape[1], shape[2]) if d2d else ()
@@ -18,12 +19,12 @@ def make_array(preset="ideal", shape=(5, 2, 3), g_ref=0.5, max_pulses=16, d2d=Fa
     return PairArray.create(w, model, cfg.pair, max_pulses), w
 
 
-@pytest.mark.parametrize("g_ref", [0.0, 0.5, 1.0])
-def test_initial_weights_programmed_within_bounds(g_ref):
-    array, w = make_array(g_ref=g_ref)
+@pytest.mark.parametrize("g_ref_fraction", [0.0, 0.5, 1.0])
+def test_initial_weights_programmed_within_bounds(g_ref_fraction):
+    array, w = make_array(g_ref_fraction=g_ref_fraction)
     assert bool(((array.g >= 1.0) & (array.g <= 10.0)).all())
     assert torch.allclose(array.weight, (array.g[:, 0] - array.g[:, 1]) * array.scale)
-    if g_ref == 0.5:  # the mid-range common mode can hold every initial weight exactly
+    if g_ref_fraction == 0.5:  # the mid-range common mode can hold every initial weight exactly
         assert torch.allclose(array.weight.double(), w, atol=1e-6)
 
 
@@ -45,11 +46,11 @@ def test_pulses_are_capped_counted_and_update_weights():
 def test_pulse_on_selected_inputs_leaves_others_alone():
     array, _ = make_array(preset="abrupt-ltd", d2d=True)
     before = array.g.clone()
-    cols = torch.tensor([3, 1])
-    array.pulse(torch.ones(2, 2, 2, 3), cols, torch.Generator().manual_seed(0))
+    rows = torch.tensor([3, 1])
+    array.pulse(torch.ones(2, 2, 2, 3), rows, torch.Generator().manual_seed(0))
     untouched = torch.tensor([0, 2, 4])
     assert torch.equal(array.g[untouched], before[untouched])
-    assert bool((array.g[cols] > before[cols]).all())
+    assert bool((array.g[rows] > before[rows]).all())
     assert torch.allclose(array.weight, (array.g[:, 0] - array.g[:, 1]) * array.scale)
 
 

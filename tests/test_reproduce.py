@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from hnntrain.report import scheme_label, store_report
-from hnntrain.reproduce import BASELINES, CLAIM_SWEEPS, PRESETS, claim_sweeps, evaluate
-from hnntrain.store import StoredRun
+from hnntrain.experiments.report import scheme_label, store_report
+from hnntrain.experiments.reproduce import (
+    BASELINES,
+    CLAIM_SWEEPS,
+    PRESETS,
+    claim_sweeps,
+    evaluate,
+)
+from hnntrain.experiments.store import StoredRun
 
 
 def stored(sweep: str, scheme: str, accuracy: float, un: float = 1.0, std: float = 0.002, **config) -> StoredRun:

@@ -3,11 +3,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hnntrain.config import PairConfig, build_config
-from hnntrain.devices import build_device, nominal_device
-from hnntrain.pair import FloatArray, PairArray, init_weights
+from hnntrain.io.resolve import build_config
+from hnntrain.physics.devices import build_device, nominal_device
+from hnntrain.physics.pair import FloatArray, PairArray, init_weights
+from hnntrain.physics.sensing import Sensor
 from hnntrain.schemes import SCHEMES, SchemeContext, build_scheme, stochastic_round
-from hnntrain.sensing import Sensor
+from hnntrain.spec.config import PairConfig
 
 
 def setup(scheme, preset="ideal", shape=(40, 1, 30), **params):

@@ -24,10 +24,11 @@ from typer.testing import CliRunner
 
 import hnntrain
 from hnntrain.cli import app
-from hnntrain.config import ConfigError, build_config
-from hnntrain.store import ResultStore, StoreError, runs_csv
-from hnntrain.sweep import SweepRun, execute, load_sweep, plan
-from hnntrain.train import build_result, config_hash, run
+from hnntrain.engine.run import build_result, run
+from hnntrain.experiments.store import ResultStore, StoreError, runs_csv
+from hnntrain.experiments.sweep import SweepRun, execute, load_sweep, plan
+from hnntrain.io.resolve import build_config
+from hnntrain.spec.config import ConfigError, config_hash
 
 runner = CliRunner()
 
@@ -397,7 +398,7 @@ def shared_idx(blobs, tmp_path_factory):
     of the config hash, so executors compared against one baseline must read the same one)."""
     import numpy as np
 
-    from hnntrain.data import write_idx
+    from hnntrain.io.data import write_idx
 
     out = tmp_path_factory.mktemp("idx")
     for prefix, ds in zip(("train", "t10k"), blobs):
@@ -637,7 +638,7 @@ def test_sweep_cli_ctrl_c_exits_2_says_how_to_continue_and_keeps_the_store(tmp_p
 def test_run_interrupted_mid_update_resumes_to_the_same_numbers(tmp_path, blobs, monkeypatch):
     """What a Ctrl-C (or the SIGTERM that stops pool workers) does to a run in flight, made
     deterministic: the interrupt lands after layer 1 of update 201 was applied, before layer 2."""
-    from hnntrain.metrics import UpdateNoise
+    from hnntrain.schemes.update_noise import UpdateNoise
 
     cfg = build_config({**_tiny_base(None, **{"train.samples": 300, "train.epochs": 2}), "scheme.name": "crus",
                         "train.replicas": 2})

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from hnntrain.config import build_config
-from hnntrain.train import RESULT, run
+from hnntrain.engine.run import RESULT, run
+from hnntrain.io.resolve import build_config
 
 SMALL = {"model.hidden": [20], "train.lr": 0.2, "runtime.checkpoint_seconds": 1e-9}
 

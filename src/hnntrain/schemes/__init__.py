@@ -11,13 +11,20 @@ from hnntrain.schemes import (  # noqa: F401  (registration)
     tiki_taka,
     unidirectional,
 )
-from hnntrain.schemes.base import SCHEMES, SchemeContext, UpdateScheme, parse_options, register, stochastic_round
+from hnntrain.schemes.base import (
+    SCHEMES,
+    SchemeContext,
+    UpdateScheme,
+    parse_options,
+    register,
+    stochastic_round,
+)
 
 __all__ = ["SCHEMES", "SchemeContext", "UpdateScheme", "build_scheme", "parse_options", "register", "stochastic_round"]
 
 
 def get_scheme(name: str) -> type[UpdateScheme]:
-    from hnntrain.config import ConfigError
+    from hnntrain.spec.config import ConfigError
 
     if name not in SCHEMES:
         raise ConfigError("scheme.name", f"unknown scheme {name!r}; choose one of {', '.join(sorted(SCHEMES))}")

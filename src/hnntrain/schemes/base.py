@@ -2,7 +2,7 @@
 
 A scheme is one small class. The trainer builds one instance per layer and, for every update,
 calls :meth:`UpdateScheme.update` with the SGD request ``dW`` (k, E, out) on the inputs
-``cols`` of the layer (None: all inputs; at batch 1 only the inputs that are non-zero can
+``rows`` of the layer (None: all inputs; at batch 1 only the inputs that are non-zero can
 receive pulses, as on a crossbar). Arrays are input-major: conductances (in, 2, E, out). The scheme turns it into pulses through
 ``array.pulse`` (which caps, applies the device physics, and counts), or programs devices
 with ``array.set_conductance``. Everything it keeps between updates is explicit state,
@@ -21,9 +21,9 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import Tensor
 
-from hnntrain.config import ConfigError, DeviceConfig, SensingConfig
-from hnntrain.devices.base import DeviceModel
-from hnntrain.sensing import SensedState, Sensor
+from hnntrain.physics.devices.base import DeviceModel
+from hnntrain.physics.sensing import SensedState, Sensor
+from hnntrain.spec.config import ConfigError, DeviceConfig, SensingConfig
 
 SCHEMES: dict[str, type["UpdateScheme"]] = {}
 
@@ -104,7 +104,7 @@ class UpdateScheme:
     def before_sample(self, samples: int, generator: torch.Generator | None) -> None:
         """Called once per update, before it (for example: sensing that is due)."""
 
-    def update(self, request: Tensor, cols: Tensor | None, generator: torch.Generator | None) -> None:
+    def update(self, request: Tensor, rows: Tensor | None, generator: torch.Generator | None) -> None:
         raise NotImplementedError
 
     def state_dict(self) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hnntrain.devices.base import DeviceModel
+from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.schemes.base import stochastic_round
 
 

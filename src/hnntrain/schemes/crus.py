@@ -12,7 +12,7 @@ CRUS chooses per synapse and per update, from **sensed** conductances only:
     refresh  = at each read, pairs in policy_refresh states are reset to the home bound and the
                sensed difference is reprogrammed on one device
 
-The policy tables come from :mod:`hnntrain.optimize` (the linear optimization over sensed pair
+The policy tables come from :mod:`hnntrain.schemes.optimize` (the linear optimization over sensed pair
 states that minimizes the expected update noise for this device and sensing spec) or, with
 ``optimize = false``, from hand thresholds (``reverse_levels``, ``window_levels``). See
 ``docs/crus.md`` for the reasoning, the assumptions and the ablations.
@@ -27,10 +27,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hnntrain.config import ConfigError
-from hnntrain.optimize import LTD_ACTION, LTP_ACTION, OptimizeSpec, Policy, solve
 from hnntrain.schemes.base import UpdateScheme, register
 from hnntrain.schemes.common import assemble, estimate_bits, model_pulses, refresh_pairs
+from hnntrain.schemes.optimize import (
+    LTD_ACTION,
+    LTP_ACTION,
+    OptimizeSpec,
+    Policy,
+    solve,
+)
+from hnntrain.spec.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class CrusOptions:
     request_pulses: float = 1.0
     """Optimization: mean request size in nominal steps."""
     noise_window: float = 100.0
-    """Optimization: updates over which rounding noise averages (see hnntrain.optimize)."""
+    """Optimization: updates over which rounding noise averages (see hnntrain.schemes.optimize)."""
     accumulate: bool = False
     """Not in the paper: keep a digital accumulator per synapse (as ``mixed_precision``) and
     pulse only whole model-based pulses, subtracting what the model predicts they deliver.
@@ -145,11 +151,11 @@ class CRUS(UpdateScheme):
             self.sensed.estimate = refresh_pairs(self.array, est, mask, self.home_is_min, self.ctx.nominal, generator)
 
     # -- one update -----------------------------------------------------------------------------
-    def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
+    def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
         if self.chi is not None:
-            chi = self.chi.add_(request) if cols is None else self.chi.index_select(0, cols).add_(request)
+            chi = self.chi.add_(request) if rows is None else self.chi.index_select(0, rows).add_(request)
             request = chi  # decide on everything owed so far
-        est = self.sensed.view(cols)  # (k, 2, E, out)
+        est = self.sensed.view(rows)  # (k, 2, E, out)
         idx = self._codes(est)
         increase = request > 0
         use_ltd = torch.where(increase, self.table_up[idx], self.table_down[idx])
@@ -166,14 +172,14 @@ class CRUS(UpdateScheme):
             signed = torch.where(ltp, n, -n)
             delivered = (self.ctx.nominal.apply(g_est, signed) - g_est) * self.array.scale
             chi.sub_(torch.where(moves_plus, delivered, -delivered))
-            if cols is None:
+            if rows is None:
                 self.chi = chi
             else:
-                self.chi.index_copy_(0, cols, chi)
+                self.chi.index_copy_(0, rows, chi)
         pulses = assemble(moves_plus, torch.where(ltp, n, -n))
         pulses = pulses.clamp_(-self.array.max_pulses, self.array.max_pulses)  # tracked as issued
-        self.array.pulse(pulses, cols, generator)
-        self.sensed.after_pulses(pulses, cols)
+        self.array.pulse(pulses, rows, generator)
+        self.sensed.after_pulses(pulses, rows)
 
     def state_dict(self) -> dict:
         return {"sensed": self.sensed.state_dict(), "chi": self.chi}

@@ -19,5 +19,5 @@ class FloatingPoint(UpdateScheme):
         return {"digital_bits_per_synapse": 32, "extra_arrays": 0, "sensing": False, "refresh": False,
                 "note": "floating-point weights; no device array"}
 
-    def update(self, request: Tensor, cols: Tensor | None, generator: torch.Generator | None) -> None:
-        self.array.add(request, cols)
+    def update(self, request: Tensor, rows: Tensor | None, generator: torch.Generator | None) -> None:
+        self.array.add(request, rows)

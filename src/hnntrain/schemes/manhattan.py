@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hnntrain.config import ConfigError
 from hnntrain.schemes.base import UpdateScheme, register
 from hnntrain.schemes.common import push_pull
+from hnntrain.spec.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Manhattan(UpdateScheme):
     name = "manhattan"
     Options = ManhattanOptions
 
-    def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
+    def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
         touched = (request.abs() >= self.options.min_request * 2 * self.array.dw_step) & (request != 0)
         n = torch.where(touched, torch.sign(request) * float(self.options.pulses), torch.zeros_like(request))
-        self.array.pulse(push_pull(n), cols, generator)
+        self.array.pulse(push_pull(n), rows, generator)

@@ -32,17 +32,17 @@ class MixedPrecision(Unidirectional):
     def hardware(self) -> dict:
         return {**super().hardware(), "digital_bits_per_synapse": 16}
 
-    def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
+    def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
         eps = self.array.dw_step
-        if cols is None:
+        if rows is None:
             chi = self.chi.add_(request)
         else:
-            chi = self.chi.index_select(0, cols).add_(request)
+            chi = self.chi.index_select(0, rows).add_(request)
         n = torch.trunc(chi * (1.0 / eps))
         chi.sub_(n * eps)
-        if cols is not None:
-            self.chi.index_copy_(0, cols, chi)
-        self.apply_gradual(n, cols, generator)
+        if rows is not None:
+            self.chi.index_copy_(0, rows, chi)
+        self.apply_gradual(n, rows, generator)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "chi": self.chi}

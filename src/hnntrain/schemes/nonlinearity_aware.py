@@ -35,16 +35,16 @@ class NonlinearityAware(UpdateScheme):
     def before_sample(self, samples: int, generator) -> None:
         self.sensed.refresh_if_due(self.array, samples, generator)
 
-    def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
-        est = self.sensed.view(cols)
+    def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
+        est = self.sensed.view(rows)
         increase = request > 0
         half = request.abs() * (0.5 / self.array.scale)
         n_plus = model_pulses(self.ctx.nominal, est[:, 0], half, increase, self.g_min, self.g_max, generator)
         n_minus = model_pulses(self.ctx.nominal, est[:, 1], half, ~increase, self.g_min, self.g_max, generator)
         pulses = torch.stack((torch.where(increase, n_plus, -n_plus), torch.where(increase, -n_minus, n_minus)), dim=1)
         pulses = pulses.clamp_(-self.array.max_pulses, self.array.max_pulses)
-        self.array.pulse(pulses, cols, generator)
-        self.sensed.after_pulses(pulses, cols)
+        self.array.pulse(pulses, rows, generator)
+        self.sensed.after_pulses(pulses, rows)
 
     def state_dict(self) -> dict:
         return {"sensed": self.sensed.state_dict()}

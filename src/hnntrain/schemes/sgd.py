@@ -23,6 +23,6 @@ from hnntrain.schemes.common import push_pull
 class OpenLoopSGD(UpdateScheme):
     name = "sgd"
 
-    def update(self, request: Tensor, cols: Tensor | None, generator: torch.Generator | None) -> None:
+    def update(self, request: Tensor, rows: Tensor | None, generator: torch.Generator | None) -> None:
         n = stochastic_round(request * (0.5 / self.array.dw_step), generator)
-        self.array.pulse(push_pull(n), cols, generator)
+        self.array.pulse(push_pull(n), rows, generator)

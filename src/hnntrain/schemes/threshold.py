@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hnntrain.config import ConfigError
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
 from hnntrain.schemes.common import push_pull
+from hnntrain.spec.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ class ThresholdUpdate(UpdateScheme):
     name = "threshold"
     Options = ThresholdOptions
 
-    def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
+    def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
         x = request * (0.5 / self.array.dw_step)
         n = torch.round(x) if self.options.deterministic else stochastic_round(x, generator)
         n = torch.where(x.abs() >= self.options.threshold, n, torch.zeros_like(x))
-        self.array.pulse(push_pull(n), cols, generator)
+        self.array.pulse(push_pull(n), rows, generator)

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hnntrain.config import ConfigError
-from hnntrain.devices.base import DeviceModel
-from hnntrain.pair import PairArray
+from hnntrain.physics.devices.base import DeviceModel
+from hnntrain.physics.pair import PairArray
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
 from hnntrain.schemes.common import push_pull
+from hnntrain.spec.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,9 @@ class TikiTaka(UpdateScheme):
                 "note": f"fast array A at the symmetry point {self.g_sp:.3g} uS; transfer one row per "
                         f"{self.options.transfer_every} update(s)"}
 
-    def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
+    def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
         n = stochastic_round(request * (0.5 / self.fast.dw_step), generator)
-        self.fast.pulse(push_pull(n), cols, generator)
+        self.fast.pulse(push_pull(n), rows, generator)
         self.updates += 1
         if self.updates % self.options.transfer_every == 0:
             self._transfer(generator)

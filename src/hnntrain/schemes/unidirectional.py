@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from hnntrain.config import ConfigError
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
 from hnntrain.schemes.common import assemble, gradual_is_ltp, refresh_pairs
+from hnntrain.spec.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -56,15 +56,15 @@ class Unidirectional(UpdateScheme):
         return {"digital_bits_per_synapse": 0, "extra_arrays": 0, "sensing": self.options.refresh,
                 "refresh": self.options.refresh}
 
-    def apply_gradual(self, signed_n: Tensor, cols: Tensor | None, generator) -> None:
+    def apply_gradual(self, signed_n: Tensor, rows: Tensor | None, generator) -> None:
         """``signed_n`` > 0 raises w, < 0 lowers it; both by gradual pulses on one device."""
         increase = signed_n > 0
         moves_plus = increase == self.gradual_ltp  # gradual LTP raises w on G+, gradual LTD on G-
         n = signed_n.abs()
-        self.array.pulse(assemble(moves_plus, n if self.gradual_ltp else -n), cols, generator)
+        self.array.pulse(assemble(moves_plus, n if self.gradual_ltp else -n), rows, generator)
 
-    def update(self, request: Tensor, cols: Tensor | None, generator) -> None:
-        self.apply_gradual(stochastic_round(request * (1.0 / self.array.dw_step), generator), cols, generator)
+    def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
+        self.apply_gradual(stochastic_round(request * (1.0 / self.array.dw_step), generator), rows, generator)
 
     def before_sample(self, samples: int, generator) -> None:
         if not self.options.refresh:

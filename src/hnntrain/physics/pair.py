@@ -17,9 +17,9 @@ import math
 import torch
 from torch import Tensor
 
-from hnntrain.config import PairConfig
-from hnntrain.devices.base import DeviceModel
-from hnntrain.metrics import WriteCounter
+from hnntrain.physics.counters import WriteCounter
+from hnntrain.physics.devices.base import DeviceModel
+from hnntrain.spec.config import PairConfig
 
 PLUS, MINUS = 0, 1
 
@@ -52,11 +52,11 @@ class PairArray:
 
     @classmethod
     def create(cls, weights: Tensor, model: DeviceModel, cfg: PairConfig, max_pulses: int) -> "PairArray":
-        """Program initial ``weights`` (in, E, out) around the common-mode level ``g_ref``."""
+        """Program initial ``weights`` (in, E, out) around the common-mode level ``g_ref_fraction``."""
         g_min, g_max = model.g_min.double(), model.g_max.double()
         g_range = (g_max - g_min).mean()
         scale = cfg.w_max / float(g_range)
-        g_ref = g_min + cfg.g_ref * (g_max - g_min)  # scalar or (in, 2, E, out)
+        g_ref = g_min + cfg.g_ref_fraction * (g_max - g_min)  # scalar or (in, 2, E, out)
         sign = torch.tensor([1.0, -1.0], dtype=torch.float64).view(1, 2, 1, 1)
         g = g_ref + sign * (weights / (2 * scale)).unsqueeze(1)
         g = torch.minimum(torch.maximum(g, g_min), g_max)
@@ -70,9 +70,9 @@ class PairArray:
         """(in, E, out) weights as the array computes with them (cached, kept current)."""
         return self.w
 
-    def pulse(self, pulses: Tensor, cols: Tensor | None, generator: torch.Generator | None,
+    def pulse(self, pulses: Tensor, rows: Tensor | None, generator: torch.Generator | None,
               cap: int | None = None) -> Tensor:
-        """Apply signed pulse counts (k, 2, E, out) to the inputs ``cols`` (all when None).
+        """Apply signed pulse counts (k, 2, E, out) to the inputs ``rows`` (all when None).
 
         Counts are capped at ``cap`` (default ``max_pulses``) per device, applied through the
         device model with
@@ -82,13 +82,13 @@ class PairArray:
         cap = self.max_pulses if cap is None else cap
         pulses = pulses.clamp(-cap, cap)
         self.counter.add_pulses(pulses)
-        if cols is None:
+        if rows is None:
             self.g = self.model.apply(self.g, pulses, generator)
             self.w = self._weight(self.g)
             return self.g
-        g_new = self.model.columns(cols).apply(self.g.index_select(0, cols), pulses, generator)
-        self.g.index_copy_(0, cols, g_new)
-        self.w.index_copy_(0, cols, self._weight(g_new))
+        g_new = self.model.rows_of(rows).apply(self.g.index_select(0, rows), pulses, generator)
+        self.g.index_copy_(0, rows, g_new)
+        self.w.index_copy_(0, rows, self._weight(g_new))
         return g_new
 
     def set_conductance(self, g_new: Tensor, mask: Tensor) -> None:
@@ -120,11 +120,11 @@ class FloatArray:
     def weight(self) -> Tensor:
         return self.w
 
-    def add(self, dw: Tensor, cols: Tensor | None) -> None:
-        if cols is None:
+    def add(self, dw: Tensor, rows: Tensor | None) -> None:
+        if rows is None:
             self.w += dw
         else:
-            self.w.index_add_(0, cols, dw)
+            self.w.index_add_(0, rows, dw)
 
     def state_dict(self) -> dict:
         return {"w": self.w, "counter": self.counter.state_dict()}

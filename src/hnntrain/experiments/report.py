@@ -7,29 +7,15 @@ from pathlib import Path
 
 import torch
 
-from hnntrain.devices.base import DeviceModel
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt, fig, path: str | Path) -> None:
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+from hnntrain.experiments.summary import format_accuracy, varying_keys
+from hnntrain.io.plotting import pyplot, save
+from hnntrain.physics.devices.base import DeviceModel
 
 
 def plot_device(model: DeviceModel, path: str | Path, title: str = "") -> dict[str, float | int]:
     """Two panels: conductance versus pulse number (LTP from g_min, LTD from g_max) and the
     per-pulse change versus conductance. Returns a summary of the nominal response."""
-    plt = _pyplot()
+    plt = pyplot()
     up, down = model.curves()
     pulses = torch.arange(up.numel())
     d_up, d_down = up.diff(), down.diff()
@@ -52,7 +38,7 @@ def plot_device(model: DeviceModel, path: str | Path, title: str = "") -> dict[s
     ax_step.set_title("step versus state")
     if title:
         fig.suptitle(f"device: {title}")
-    _save(plt, fig, path)
+    save(plt, fig, path)
     summary: dict[str, float | int] = {
         "model": model.name,
         "levels (pulses g_min->g_max)": model.levels,
@@ -65,7 +51,7 @@ def plot_device(model: DeviceModel, path: str | Path, title: str = "") -> dict[s
     for direction in ("ltp", "ltd"):
         a = getattr(model, f"a_{direction}", None)
         if a is not None:
-            from hnntrain.devices.exponential import norm_a_to_nl
+            from hnntrain.physics.devices.exponential import norm_a_to_nl
 
             summary[f"A {direction.upper()} (pulses)"] = float(a.double().mean())
             summary[f"NL {direction.upper()}"] = norm_a_to_nl(float(a.double().mean()) / model.levels)
@@ -76,7 +62,7 @@ def plot_update_noise(results: dict[str, dict], path: str | Path, title: str = "
     """UN versus training samples (long window, and the window-1 mean within each window),
     one line per run, from the ``un_trace`` of result.json files. Log scale: schemes differ by
     orders of magnitude."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_w, ax_1) = plt.subplots(1, 2, figsize=(12, 4.8))
     omitted = []
     for name, result in results.items():
@@ -100,12 +86,12 @@ def plot_update_noise(results: dict[str, dict], path: str | Path, title: str = "
         title = f"{title} ({', '.join(omitted)}: UN < 1e-6, not shown)" if title else f"{', '.join(omitted)} not shown"
     if title:
         fig.suptitle(textwrap.fill(title, 110), fontsize=10)
-    _save(plt, fig, path)
+    save(plt, fig, path)
 
 
 def plot_accuracy(results: dict[str, dict], path: str | Path, title: str = "") -> None:
     """Test accuracy (mean over replicas, band: min..max) versus training samples per run."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, result in results.items():
         evals = result.get("evals") or []
@@ -121,7 +107,7 @@ def plot_accuracy(results: dict[str, dict], path: str | Path, title: str = "") -
     ax.set_title(textwrap.fill(title or "test accuracy", 70), fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    _save(plt, fig, path)
+    save(plt, fig, path)
 
 
 # -- sweep reports (from a results store) -----------------------------------------------------------
@@ -169,9 +155,8 @@ def plot_metric_vs_key(runs: list, key: str, path: str | Path, metric: str = "te
                        title: str = "") -> bool:
     """Mean over replicas (error bar: std over replicas) of ``metric`` versus config ``key``, one
     line per scheme (and per value of any other varying key). False when nothing to plot."""
-    from hnntrain.store import varying_keys
 
-    plt = _pyplot()
+    plt = pyplot()
     others = [k for k in varying_keys(runs) if k not in _NOT_AXES and not k.startswith("scheme.")]
     series: dict[str, list[tuple[float, float, float]]] = {}
     for run in runs:
@@ -200,16 +185,15 @@ def plot_metric_vs_key(runs: list, key: str, path: str | Path, metric: str = "te
     ax.set_title(textwrap.fill(title or f"{metric.replace('_', ' ')} versus {key}", 80), fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    _save(plt, fig, path)
+    save(plt, fig, path)
     return True
 
 
 def plot_un_vs_epoch(runs: list, path: str | Path, title: str = "") -> bool:
     """Long-window update noise versus training progress (epochs, fractional), one panel per
     scheme and one line per run in it (labelled by the keys that vary)."""
-    from hnntrain.store import varying_keys
 
-    plt = _pyplot()
+    plt = pyplot()
     others = [k for k in varying_keys(runs) if k not in _NOT_AXES and not k.startswith("scheme.")]
     panels: dict[str, list] = {}
     for run in runs:
@@ -237,7 +221,7 @@ def plot_un_vs_epoch(runs: list, path: str | Path, title: str = "") -> bool:
         ax.set_visible(False)
     if title:
         fig.suptitle(textwrap.fill(title, 110), fontsize=10)
-    _save(plt, fig, path)
+    save(plt, fig, path)
     return True
 
 
@@ -253,8 +237,6 @@ def store_report(runs: list, out: str | Path, title: str = "hnntrain sweep repor
     """Markdown (``report.md``) and PNG figures for stored runs: accuracy (and UN) versus every
     numeric key the runs vary (nonlinearity, ADC bits, sensing interval, c2c ...), UN versus
     epoch, and a table of every run. Returns the Markdown path."""
-    from hnntrain.compare import format_accuracy
-    from hnntrain.store import varying_keys
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -314,7 +296,7 @@ def _follows(runs: list, numeric: str, category: str) -> bool:
 def plot_accuracy_by_category(runs: list, key: str, path: str | Path, title: str = "") -> bool:
     """Grouped bars: one group per value of ``key`` (a preset, a device file ...), one bar per
     scheme; error bars are the std over seeds."""
-    plt = _pyplot()
+    plt = pyplot()
     cells: dict[tuple[str, str], tuple[float, float]] = {}
     for r in runs:
         if r.status == "ok" and r.summary.get("test_accuracy") is not None:
@@ -339,7 +321,7 @@ def plot_accuracy_by_category(runs: list, key: str, path: str | Path, title: str
     ax.set_title(textwrap.fill(title or f"accuracy per {key}", 80), fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    _save(plt, fig, path)
+    save(plt, fig, path)
     return True
 
 
@@ -351,7 +333,6 @@ def json_sort(value):
 def _pivot(runs: list, key: str) -> list[str]:
     """Accuracy table: one row per value of ``key``, one column per scheme (other varying keys
     averaged over; say so when they exist)."""
-    from hnntrain.compare import format_accuracy
 
     cells: dict[tuple, list] = {}
     for r in runs:

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from hnntrain.report import scheme_label
-from hnntrain.store import StoredRun
-from hnntrain.sweep import Sweep, load_sweep
+from hnntrain.experiments.report import scheme_label
+from hnntrain.experiments.store import StoredRun
+from hnntrain.experiments.sweep import Sweep, load_sweep
 
 SWEEP_DIR = Path(__file__).parent / "sweeps"
 CLAIM_SWEEPS = ("schemes", "sensing", "c2c", "nonlinearity")
@@ -32,7 +32,7 @@ def claim_sweeps(samples: int | None = None, seeds: int | None = None, data_dir:
     names = list(only) if only else list(CLAIM_SWEEPS)
     for name in names:
         if name not in CLAIM_SWEEPS:
-            from hnntrain.config import ConfigError
+            from hnntrain.spec.config import ConfigError
 
             raise ConfigError("--only", f"unknown claim sweep {name!r}; choose from {', '.join(CLAIM_SWEEPS)}")
     sweeps = []

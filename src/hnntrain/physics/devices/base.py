@@ -44,7 +44,7 @@ class DeviceModel(ABC):
         clone.__dict__.pop("_fast", None)
         return clone
 
-    def p(self, name: str) -> Tensor | float:
+    def param(self, name: str) -> Tensor | float:
         """Parameter ``name`` as a Python float when it is shared by all devices (0-d), else
         the per-device tensor. Scalars keep the hot path free of broadcasts and casts."""
         fast = self.__dict__.setdefault("_fast", {})
@@ -53,13 +53,13 @@ class DeviceModel(ABC):
             fast[name] = float(value) if value.dim() == 0 else value
         return fast[name]
 
-    def columns(self, cols: Tensor | None) -> "DeviceModel":
-        """The same model restricted to the inputs (first-axis indices) ``cols``; parameters
+    def rows_of(self, rows: Tensor | None) -> "DeviceModel":
+        """The same model restricted to the inputs (first-axis indices) ``rows``; parameters
         that are shared scalars are kept as they are."""
-        if cols is None:
+        if rows is None:
             return self
         return self._replace_tensors({
-            k: v.index_select(0, cols)
+            k: v.index_select(0, rows)
             for k, v in self.tensors().items()
             if k not in self.shared_keys and v.dim() > 0 and v.shape[0] > 1
         })
@@ -113,7 +113,7 @@ class DeviceModel(ABC):
 
     def clip(self, g: Tensor) -> Tensor:
         """Clamp into [g_min, g_max] (per device)."""
-        lo, hi = self.p("g_min"), self.p("g_max")
+        lo, hi = self.param("g_min"), self.param("g_max")
         if isinstance(lo, float) and isinstance(hi, float):
             return g.clamp(lo, hi)
         return torch.minimum(torch.maximum(g, self.g_min), self.g_max)

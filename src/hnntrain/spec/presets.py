@@ -39,7 +39,7 @@ DESCRIPTIONS: dict[str, str] = {
 
 
 def preset_values(name: str) -> dict[str, Any]:
-    from hnntrain.config import ConfigError
+    from hnntrain.spec.config import ConfigError
 
     key = name.strip().lower()
     if key not in PRESETS:

@@ -42,8 +42,8 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linprog
 
-from hnntrain.config import DeviceConfig, SensingConfig
-from hnntrain.devices import DeviceModel, nominal_device
+from hnntrain.physics.devices import DeviceModel, nominal_device
+from hnntrain.spec.config import DeviceConfig, SensingConfig
 
 LTP_ACTION, LTD_ACTION = 0, 1
 MAX_LEVELS = 32  # LP resolution cap: finer ADCs are optimized on a 32-level grid and mapped

@@ -27,7 +27,7 @@ import torch
 from scipy.optimize import brentq
 from torch import Tensor
 
-from hnntrain.devices.base import DeviceModel
+from hnntrain.physics.devices.base import DeviceModel
 
 _NL_PER_DISTANCE = 0.07  # perpendicular distance from the diagonal per NL unit (range units)
 _LINEAR_NORM_A = 1e6  # stands in for NL = 0: deviation from linear ~1e-7 of the range

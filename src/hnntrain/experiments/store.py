@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from hnntrain.experiments.summary import summarize, varying_keys
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -60,7 +62,7 @@ class StoredRun:
     config: dict[str, Any]
     """Flattened resolved config: ``{"device.nl_ltd": 6.0, ...}``."""
     summary: dict[str, Any]
-    """The comparison row (see :func:`hnntrain.compare.summarize`) plus per-replica accuracies."""
+    """The comparison row (see :func:`hnntrain.experiments.compare.summarize`) plus per-replica accuracies."""
     result: dict[str, Any]
     """The run's full ``result.json``."""
     seconds: float | None
@@ -149,8 +151,7 @@ class ResultStore:
     def record(self, result: dict, sweep: str = "", seconds: float | None = None) -> None:
         """Store one finished run (``status`` ok or failed) in one transaction; a run stored
         again (for example a failed run retried) replaces its row."""
-        from hnntrain.compare import summarize
-        from hnntrain.config import dotted_config
+        from hnntrain.spec.config import dotted_config
 
         status = result.get("status")
         if status not in ("ok", "failed"):
@@ -186,17 +187,6 @@ class ResultStore:
     def integrity(self) -> str:
         """SQLite's own integrity check: ``ok`` when the file is sound."""
         return self._db.execute("PRAGMA integrity_check").fetchone()[0]
-
-
-def varying_keys(runs: list[StoredRun]) -> list[str]:
-    """Config keys whose value differs between runs (runtime keys excluded), sorted."""
-    keys: dict[str, set] = {}
-    for run in runs:
-        for key, value in run.config.items():
-            if not key.startswith("runtime."):
-                keys.setdefault(key, set()).add(json.dumps(value, sort_keys=True))
-    all_keys = set().union(*(r.config.keys() for r in runs)) if runs else set()
-    return sorted(k for k in all_keys if len(keys.get(k, ())) > 1 or any(k not in r.config for r in runs))
 
 
 SUMMARY_COLUMNS = ("test_accuracy", "test_accuracy_std", "seeds", "update_noise", "update_noise_window1",

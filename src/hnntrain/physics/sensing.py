@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hnntrain.config import SensingConfig
-from hnntrain.devices.base import DeviceModel
+from hnntrain.physics.devices.base import DeviceModel
+from hnntrain.spec.config import SensingConfig
 
 
 class Sensor:
@@ -75,20 +75,20 @@ class SensedState:
         self.samples_since_read = 0
         return True
 
-    def view(self, cols: Tensor | None) -> Tensor:
+    def view(self, rows: Tensor | None) -> Tensor:
         assert self.estimate is not None, "refresh_if_due() must run before the first update"
-        return self.estimate if cols is None else self.estimate.index_select(0, cols)
+        return self.estimate if rows is None else self.estimate.index_select(0, rows)
 
-    def after_pulses(self, pulses: Tensor, cols: Tensor | None) -> None:
+    def after_pulses(self, pulses: Tensor, rows: Tensor | None) -> None:
         """Propagate the estimate through the nominal model for the issued pulses."""
         if not self.track or self.estimate is None:
             return
-        old = self.view(cols)
+        old = self.view(rows)
         new = self.nominal.apply(old, pulses)
-        if cols is None:
+        if rows is None:
             self.estimate = new
         else:
-            self.estimate.index_copy_(0, cols, new)
+            self.estimate.index_copy_(0, rows, new)
 
     def state_dict(self) -> dict:
         return {"estimate": self.estimate, "samples_since_read": self.samples_since_read}

@@ -1,4 +1,4 @@
-"""Device models and their construction from a :class:`~hnntrain.config.DeviceConfig`.
+"""Device models built from a :class:`~hnntrain.spec.config.DeviceConfig`.
 
 ``build_device(cfg, shape, generator)`` draws the device-to-device variation once, for every
 device of an array of the given shape; ``nominal_device(cfg)`` is the model a controller
@@ -7,32 +7,24 @@ believes in (no variation, scalar parameters).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
-from hnntrain.config import ConfigError, DeviceConfig
-from hnntrain.devices.base import DeviceModel
-from hnntrain.devices.exponential import ExponentialDevice, nl_to_norm_a, nl_to_pulses, norm_a_to_nl
-from hnntrain.devices.linear import LinearDevice
-from hnntrain.devices.presets import DESCRIPTIONS, PRESETS, preset_values
-from hnntrain.devices.table import MeasuredCurves, TableDevice, TableError, read_curves
-
-__all__ = [
-    "DESCRIPTIONS",
-    "DeviceModel",
-    "ExponentialDevice",
-    "LinearDevice",
-    "MeasuredCurves",
-    "PRESETS",
-    "TableDevice",
-    "TableError",
-    "build_device",
-    "nl_to_norm_a",
-    "nl_to_pulses",
-    "nominal_device",
-    "norm_a_to_nl",
-    "preset_values",
-    "read_curves",
-]
+from hnntrain.physics.devices.base import DeviceModel
+from hnntrain.physics.devices.exponential import (
+    ExponentialDevice,
+    nl_to_norm_a,
+    nl_to_pulses,
+)
+from hnntrain.physics.devices.linear import LinearDevice
+from hnntrain.physics.devices.table import (
+    MeasuredCurves,
+    TableDevice,
+    TableError,
+    read_curves,
+)
+from hnntrain.spec.config import ConfigError, DeviceConfig
 
 
 def _curves(cfg: DeviceConfig) -> MeasuredCurves:
@@ -88,6 +80,4 @@ def build_device(
 
 def nominal_device(cfg: DeviceConfig, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> DeviceModel:
     """The model without device-to-device or cycle-to-cycle variation."""
-    from dataclasses import replace
-
     return build_device(replace(cfg, c2c=0.0), (), None, dtype, device)

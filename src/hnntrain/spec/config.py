@@ -1,25 +1,21 @@
-"""Run configuration: frozen dataclasses, TOML loading, ``--set`` overrides and validation.
+"""Run configuration: frozen dataclasses and their range checks (the leaf of the package).
 
 A run is fully described by one :class:`RunConfig`. Every field documents its unit, its range
 and, for device parameters, its *variability class*: ``nominal`` (the same for every device),
 ``d2d`` (drawn once per device from the run seed) or ``c2c`` (drawn anew at every pulse).
 
-Precedence when resolving: dataclass defaults < device preset < config file < ``--set``.
+Reading TOML files and ``--set`` overrides, and checking scheme names and options, live in
+:mod:`hnntrain.io.resolve`; this module imports nothing from hnntrain.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
-import sys
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Mapping
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 class ConfigError(ValueError):
@@ -74,9 +70,9 @@ class PairConfig:
     w_max: float = 1.0
     """Weight when one device is at g_max and the other at g_min (> 0); sets
     scale = w_max / (g_max - g_min)."""
-    g_ref: float = 0.5
+    g_ref_fraction: float = 0.5
     """Common-mode level at initialization, fraction of the range, 0..1: the pair starts at
-    G+/G- = g_ref*range + g_min +/- w/(2*scale), clipped into bounds."""
+    G+/G- = g_ref_fraction*range + g_min +/- w/(2*scale), clipped into bounds."""
     init_scale: float = 1.0
     """Initial weights are uniform in +/- init_scale/sqrt(fan_in), clipped to +/- w_max; >= 0."""
 
@@ -191,7 +187,14 @@ class RunConfig:
         return out
 
 
-_SECTION_CLASSES = {
+def config_hash(cfg: RunConfig) -> str:
+    """Stable hash of the resolved config (runtime settings excluded: they do not change results)."""
+    data = cfg.to_dict()
+    data.pop("runtime", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+SECTION_CLASSES = {
     "device": DeviceConfig,
     "pair": PairConfig,
     "sensing": SensingConfig,
@@ -201,125 +204,6 @@ _SECTION_CLASSES = {
     "data": DataConfig,
     "runtime": RuntimeConfig,
 }
-
-
-def parse_value(text: str) -> Any:
-    """Parse a ``--set`` value as a TOML literal (numbers, booleans, arrays, quoted strings);
-    anything else is taken as a bare string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def parse_assignments(items: list[str]) -> dict[str, Any]:
-    """``["device.levels=32", ...]`` -> ``{"device.levels": 32, ...}``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(item, "expected KEY=VALUE, for example --set device.levels=32")
-        out[key.strip()] = parse_value(value.strip())
-    return out
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested TOML tables -> dotted keys. ``scheme`` options stay one level deep."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and dotted.count(".") < 1:
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
-
-
-def load_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), "config file not found; pass an existing .toml file")
-    try:
-        return flatten(tomllib.loads(path.read_text()))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(str(path), f"not valid TOML ({err})") from None
-
-
-def _coerce(key: str, value: Any, annotation: str) -> Any:
-    """Convert TOML values to the field's type, with a message that names the field."""
-    ann = annotation.replace(" ", "")
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and "None" in ann):
-        if "None" in ann:
-            return None
-        raise ConfigError(key, "a value is required")
-    if ann.startswith("tuple[int"):
-        seq = value if isinstance(value, (list, tuple)) else [value]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in seq):
-            raise ConfigError(key, f"expected a list of integers, got {value!r}")
-        return tuple(seq)
-    if ann.startswith("bool"):
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(key, f"expected true or false, got {value!r}")
-    if ann.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
-            raise ConfigError(key, f"expected an integer, got {value!r}")
-        return int(value)
-    if ann.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, f"expected a number, got {value!r}")
-        return float(value)
-    if ann.startswith("str"):
-        if not isinstance(value, str):
-            raise ConfigError(key, f"expected a string, got {value!r}")
-        return value
-    return value
-
-
-def build_config(values: Mapping[str, Any]) -> RunConfig:
-    """Dotted keys -> validated :class:`RunConfig`. Applies the device preset first."""
-    from hnntrain.devices.presets import preset_values  # presets depend on config, not vice versa
-
-    values = dict(values)
-    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_CLASSES}
-    preset = values.get("device.preset")
-    if preset is not None:
-        for key, val in preset_values(str(preset)).items():
-            values.setdefault(f"device.{key}", val)
-    if values.get("device.model") == "table" and values.get("device.table"):
-        # a measured device brings its own bounds and pulse count unless given explicitly
-        from hnntrain.devices.table import TableError, read_curves
-
-        try:
-            curves = read_curves(str(values["device.table"]))
-        except TableError as err:
-            raise ConfigError("device.table", str(err)) from None
-        values.setdefault("device.g_min", curves.g_min)
-        values.setdefault("device.g_max", curves.g_max)
-        values.setdefault("device.levels", curves.levels)
-    for key, value in values.items():
-        section, _, name = key.partition(".")
-        if section not in _SECTION_CLASSES or not name:
-            raise ConfigError(key, f"unknown key; sections are {', '.join(_SECTION_CLASSES)}")
-        cls = _SECTION_CLASSES[section]
-        known = {f.name: f for f in fields(cls)}
-        if section == "scheme" and name not in known:
-            sections["scheme"].setdefault("params", {})[name] = value
-            continue
-        if name not in known:
-            raise ConfigError(key, f"unknown key; {section} has {', '.join(sorted(known))}")
-        sections[section][name] = _coerce(key, value, str(known[name].type))
-    cfg = RunConfig(**{name: cls(**sections[name]) for name, cls in _SECTION_CLASSES.items()})
-    validate(cfg)
-    return cfg
-
-
-def resolve(config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        values.update(load_toml(config_file))
-    values.update(overrides or {})
-    return build_config(values)
 
 
 def flatten_config(cfg: RunConfig) -> dict[str, Any]:
@@ -337,22 +221,6 @@ def dotted_config(nested: Mapping[str, Any]) -> dict[str, Any]:
             else:
                 out[f"{section}.{key}"] = value
     return out
-
-
-def device_values(spec: str) -> dict[str, Any]:
-    """A device named on the command line -> ``device.*`` values (keys without the section):
-    a preset name, a measured-curve CSV (table model) or a TOML file with a [device] table
-    (for example one written by ``hnntrain device fit``)."""
-    from hnntrain.devices.presets import PRESETS
-
-    path = Path(spec)
-    if spec.lower() in PRESETS:
-        return {"preset": spec.lower()}
-    if path.suffix.lower() == ".csv":
-        return {"model": "table", "table": str(path)}
-    if path.suffix.lower() == ".toml":
-        return {k[len("device."):]: v for k, v in load_toml(path).items() if k.startswith("device.")}
-    raise ConfigError("device", f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a .csv/.toml file")
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -383,7 +251,7 @@ def validate(cfg: RunConfig) -> None:
     _check(d.model != "table" or d.table is not None, "device.table", "model 'table' needs a CSV path")
     p = cfg.pair
     _check(p.w_max > 0, "pair.w_max", "must be > 0")
-    _check(0 <= p.g_ref <= 1, "pair.g_ref", "must be a fraction of the range in 0..1")
+    _check(0 <= p.g_ref_fraction <= 1, "pair.g_ref_fraction", "must be a fraction of the range in 0..1")
     _check(p.init_scale >= 0, "pair.init_scale", "must be >= 0")
     s = cfg.sensing
     _check(0 <= s.adc_bits <= 16, "sensing.adc_bits", f"must be 0 (exact) or 1..16 bits (got {s.adc_bits})")
@@ -409,9 +277,6 @@ def validate(cfg: RunConfig) -> None:
            f"unknown torch device {r.device!r}; use cpu or cuda")
     _check(r.threads >= 0, "runtime.threads", "must be >= 0")
     _check(r.checkpoint_seconds > 0, "runtime.checkpoint_seconds", "must be > 0")
-    from hnntrain.schemes import check_scheme  # schemes import this module; import late
-
-    check_scheme(cfg.scheme.name, dict(cfg.scheme.params))  # unknown scheme or option: fail before training
 
 
 __all__ = [
@@ -425,9 +290,8 @@ __all__ = [
     "SchemeConfig",
     "SensingConfig",
     "TrainConfig",
-    "build_config",
+    "dotted_config",
     "flatten_config",
-    "load_toml",
-    "parse_assignments",
-    "resolve",
+    "config_hash",
+    "validate",
 ]

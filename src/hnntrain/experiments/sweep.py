@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from hnntrain.config import ConfigError, build_config, flatten
-from hnntrain.store import ResultStore
+from hnntrain.experiments.store import ResultStore
+from hnntrain.io.resolve import build_config, flatten
+from hnntrain.spec.config import ConfigError
 
 SCHEME_KEY = "scheme"
 """Grid key whose values are scheme specs (``name`` or ``name:option=value,...``)."""
@@ -70,8 +71,8 @@ class Sweep:
     def runs(self) -> list[SweepRun]:
         """Every run of the grid, validated, in grid order; points that resolve to the same
         config (for example an option a scheme ignores) appear once."""
-        from hnntrain.compare import parse_scheme_spec
-        from hnntrain.train import config_hash
+        from hnntrain.experiments.compare import parse_scheme_spec
+        from hnntrain.spec.config import config_hash
 
         runs: list[SweepRun] = []
         seen: set[str] = set()
@@ -99,7 +100,7 @@ def _show(value: Any) -> str:
 
 def load_sweep(path: str | Path) -> Sweep:
     """Read and check a sweep file; errors name the file and the table or key."""
-    from hnntrain.config import tomllib
+    from hnntrain.io.resolve import tomllib
 
     path = Path(path)
     if not path.is_file():
@@ -148,7 +149,7 @@ def _grid_items(table: dict) -> Iterator[tuple[str, Any]]:
 
 @functools.lru_cache(maxsize=2)
 def _datasets(data_dir: str | None):
-    from hnntrain.train import load_datasets
+    from hnntrain.engine.run import load_datasets
 
     return load_datasets(build_config({"data.dir": data_dir} if data_dir else {}))
 
@@ -156,14 +157,14 @@ def _datasets(data_dir: str | None):
 def train_task(values: dict[str, Any], run_dir: str) -> dict:
     """Train one run in this process (a pool or Dask worker) and return its result. Resumes from
     ``run_dir``'s checkpoint when an earlier attempt left one."""
-    from hnntrain.train import run
+    from hnntrain.engine.run import run
 
     cfg = build_config(values)
     return run(cfg, run_dir, resume=True, datasets=_datasets(cfg.data.dir))
 
 
 def _failed_result(values: dict[str, Any], error: str) -> dict:
-    from hnntrain.train import build_result
+    from hnntrain.engine.run import build_result
 
     return build_result(build_config(values), None, "failed", error)
 
@@ -311,7 +312,7 @@ def execute(sweep: Sweep, store: ResultStore, workers: int | None = None, schedu
     def on_signal(signum, frame):
         raise KeyboardInterrupt
 
-    from hnntrain.train import main_thread
+    from hnntrain.engine.run import main_thread
 
     previous = signal.signal(signal.SIGTERM, on_signal) if main_thread() else None
     try:

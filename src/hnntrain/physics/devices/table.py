@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hnntrain.devices.base import DeviceModel
+from hnntrain.physics.devices.base import DeviceModel
+from hnntrain.physics.devices.measured import FitError, fit_table, read_measurements
 
 
 class TableError(ValueError):
@@ -51,8 +52,6 @@ def read_curves(path: str | Path) -> MeasuredCurves:
     """Measured LTP and LTD curves from a CSV, read by the same parser as ``hnntrain device fit``
     (column aliases, units in the header, several cycles and devices): the mean conductance per
     pulse number, in microsiemens, made monotone (running max for LTP, running min for LTD)."""
-    from hnntrain.fit import FitError, fit_table, read_measurements  # fit builds on devices
-
     path = Path(path)
     try:
         measured = read_measurements(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hnntrain.devices.base import DeviceModel
+from hnntrain.physics.devices.base import DeviceModel
 
 
 class LinearDevice(DeviceModel):
@@ -29,4 +29,4 @@ class LinearDevice(DeviceModel):
         return (change / self.step).clamp(min=0)
 
     def response(self, g: Tensor, pulses: Tensor) -> Tensor:
-        return g + pulses * self.p("step")
+        return g + pulses * self.param("step")

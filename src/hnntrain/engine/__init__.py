@@ -1,0 +1,1 @@
+"""The network on its arrays, the training step and loop, and the PyTorch API layers."""

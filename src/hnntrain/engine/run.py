@@ -1,0 +1,130 @@
+"""The ``run`` command: train one configuration into an output folder, with checkpoints,
+signals, and the result file that every other tool reads.
+
+``OUT/result.json`` is written also when a run fails; ``OUT/checkpoint.pt`` at least every
+``runtime.checkpoint_seconds``, after each epoch, and on Ctrl-C/SIGTERM between two updates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from hnntrain.engine.train import Trainer, TrainingDiverged
+from hnntrain.io.data import ensure_mnist, load_idx_dir
+from hnntrain.spec.config import RunConfig, config_hash
+
+CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(trainer: Trainer, out_dir: Path) -> None:
+    tmp = out_dir / (CHECKPOINT + ".tmp")
+    torch.save(trainer.state_dict(), tmp)
+    os.replace(tmp, out_dir / CHECKPOINT)
+
+
+def write_result(out_dir: Path, payload: dict) -> None:
+    _atomic_write(out_dir / RESULT, (json.dumps(payload, indent=2, default=float) + "\n").encode())
+
+
+def build_result(cfg: RunConfig, trainer: Trainer | None, status: str, error: str | None) -> dict:
+    history = trainer.history if trainer else []
+    final = history[-1] if history else None
+    seconds = trainer.train_seconds if trainer else 0.0
+    samples = trainer.samples_done if trainer else 0
+    return {
+        "status": status,
+        "error": error,
+        "config": cfg.to_dict(),
+        "config_hash": config_hash(cfg),
+        "test_accuracy": final["test_accuracy"] if final else None,
+        "replicas": final["test_accuracy_replicas"] if final else [],
+        "epochs": history,
+        "un_trace": trainer.un_trace if trainer else [],
+        "evals": trainer.evals if trainer else [],
+        "hardware": trainer.net.hardware(cfg) if trainer else {},
+        "samples_per_s": samples / seconds if seconds > 0 else None,
+        "replica_samples_per_s": samples * cfg.train.replicas / seconds if seconds > 0 else None,
+        "train_seconds": seconds,
+        "torch_threads": torch.get_num_threads(),
+        "torch_device": cfg.runtime.device,
+    }
+
+
+def load_datasets(cfg: RunConfig):
+    """(train, test) datasets: any MNIST-layout IDX files in ``data.dir``, else MNIST from
+    $HNNTRAIN_DATA, the cache, or a fetch (hash-checked)."""
+    directory = Path(cfg.data.dir) if cfg.data.dir else None
+    if directory is None or not any(directory.glob("train-images*")):
+        directory = ensure_mnist(directory, quiet=True)
+    return load_idx_dir(directory, "train"), load_idx_dir(directory, "test")
+
+
+def run(cfg: RunConfig, out_dir: str | Path, resume: bool = False,
+        progress: Callable[[int, int, int, float], None] | None = None,
+        on_epoch: Callable[[dict], None] | None = None,
+        datasets=None) -> dict:
+    """Train ``cfg`` and write ``out_dir/result.json`` (always, also on failure).
+
+    A NaN/inf stops the run with ``status: failed``. SIGINT/SIGTERM stop it between two
+    updates and write a checkpoint there, so ``resume=True`` continues with exactly the numbers
+    of an unbroken run. A second signal stops at once; the last periodic checkpoint (every
+    ``runtime.checkpoint_seconds``) is then where a resume starts.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer: Trainer | None = None
+    signals = []
+
+    def on_signal(signum, frame):
+        signals.append(signum)
+        if len(signals) > 1 or trainer is None:  # a second signal, or nothing to save yet: stop now
+            raise KeyboardInterrupt
+
+    previous = {}
+    if main_thread():
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        train_ds, test_ds = datasets if datasets is not None else load_datasets(cfg)
+        trainer = Trainer(cfg, train_ds.images, train_ds.labels, test_ds.images, test_ds.labels)
+        ckpt = out / CHECKPOINT
+        if resume and ckpt.exists():
+            trainer.load_state_dict(torch.load(ckpt, map_location=trainer.device, weights_only=False))
+        trainer.fit(progress=progress, checkpoint=lambda t: save_checkpoint(t, out), on_epoch=on_epoch,
+                    should_stop=lambda: bool(signals))
+        result = build_result(cfg, trainer, "ok", None)
+    except TrainingDiverged as err:
+        result = build_result(cfg, trainer, "failed", str(err))
+    except KeyboardInterrupt:
+        if trainer is not None and not trainer.busy:
+            save_checkpoint(trainer, out)
+            where = f"epoch {trainer.epoch + 1}, sample {trainer.position}; checkpoint saved"
+        else:  # half an update applied: resuming from here would not be exact
+            where = ("start-up" if trainer is None else "the middle of an update") + \
+                    ("; the last periodic checkpoint is kept" if (out / CHECKPOINT).exists() else "")
+        result = build_result(cfg, trainer, "failed", f"interrupted at {where}; continue with --resume --out {out}")
+        write_result(out, result)
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    write_result(out, result)
+    return result
+
+
+def main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+

@@ -1,0 +1,1 @@
+"""Devices, differential pairs, sensing and write counters: what the hardware does."""

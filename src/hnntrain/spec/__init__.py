@@ -1,0 +1,1 @@
+"""Leaf layer: run configuration dataclasses and device preset data (imports nothing from hnntrain)."""
