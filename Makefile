@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/hnntrain compare --device abrupt-ltd --samples 20000 --c2c 0.02 --out runs/compare
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache  # the layers contract in pyproject.toml
 	$(PY) -m pytest
 
 bench: $(STAMP)
