@@ -18,7 +18,7 @@ from hnntrain.physics.devices import (
 )
 from hnntrain.spec.config import ConfigError, DeviceConfig
 
-# NeuroSim's getParamA table (formula.cpp), as quoted in literature.md section 2.2
+# NeuroSim's getParamA table (NeuroSim V3.0 source, formula.cpp; Chen & Yu, IEEE Design & Test 2019)
 NEUROSIM_TABLE = {0.5: 2.519877, 1: 1.251653, 2: 0.609035, 3: 0.386830, 4: 0.269089, 5: 0.192406,
                   6: 0.135619, 7: 0.090139, 8: 0.052781, 9: 0.022810, 2.40: 0.4992, 4.88: 0.2003}
 

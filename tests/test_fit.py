@@ -296,3 +296,22 @@ def test_cli_writes_toml_table_and_png(tmp_path):
     bad.write_text("direction,pulse,G [xS]\nLTP,0,1\n")
     res = runner.invoke(app, ["device", "fit", str(bad)])
     assert res.exit_code == 2 and "column 'G [xS]'" in res.output  # not eaten as rich markup
+
+
+def test_fitter_and_device_model_share_one_curve():
+    """The least-squares residual (normalized shape), the fit's predictions and the simulator's
+    device curves are one closed form: they agree to float64 rounding."""
+    import torch
+
+    from hnntrain.io.fit import _shape
+    from hnntrain.physics.devices import build_device
+    from hnntrain.spec.config import DeviceConfig
+
+    fit = ExponentialFit(g_min=1.0, g_max=10.0, a_ltp=20.0, a_ltd=5.0, levels=64)
+    device = build_device(DeviceConfig(a_ltp=20.0, a_ltd=5.0, levels=64, g_min=1.0, g_max=10.0), dtype=torch.float64)
+    up, down = device.curves()
+    pulses = np.arange(65)
+    np.testing.assert_allclose(fit.predict(np.ones(65, bool), pulses), up.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(fit.predict(np.zeros(65, bool), pulses), down.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(1.0 + 9.0 * _shape(pulses / 64, 64 / 20.0), up.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(fit.step(up.numpy()[:-1], True), np.diff(up.numpy()), rtol=1e-9, atol=1e-12)

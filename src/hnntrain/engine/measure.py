@@ -48,7 +48,7 @@ class TrainingMeasures:
     def __init__(self, net: Network, replicas: int, un_every: int, un_window: int, where: torch.device):
         self.replicas = replicas
         self.un_every = un_every
-        self.noise = [UpdateNoise(a.weight, un_window) for a in net.arrays]
+        self.update_noise = [UpdateNoise(a.weight, un_window) for a in net.arrays]
         self.updates = 0
         self.loss_sum = torch.zeros(replicas, dtype=torch.float64, device=where)
         self.loss_count = 0
@@ -65,13 +65,13 @@ class TrainingMeasures:
 
     def before_update(self, layer: int, array, request: Tensor, rows: Tensor | None, sample: bool) -> Tensor | None:
         """Record the request; keep the weights a window-1 sample compares against."""
-        self.noise[layer].record_request(request, rows)
+        self.update_noise[layer].record_request(request, rows)
         if not sample:
             return None
         return (array.weight if rows is None else array.weight.index_select(0, rows)).clone()
 
     def after_update(self, layer: int, array, request: Tensor, rows: Tensor | None, before: Tensor | None) -> None:
-        noise = self.noise[layer]
+        noise = self.update_noise[layer]
         if before is not None:
             after = array.weight if rows is None else array.weight.index_select(0, rows)
             noise.record_window1(after - before, request)
@@ -82,13 +82,13 @@ class TrainingMeasures:
         self.loss_sum += loss
         self.loss_count += samples
         self.updates += 1
-        if self.noise[0].updates_in_window == 0:  # a long window just closed in every layer
+        if self.update_noise[0].updates_in_window == 0:  # a long window just closed in every layer
             self.trace_window(samples_done + samples)
 
     def trace_window(self, samples: int) -> None:
         """Append the closed window's UN (mean over layers and replicas) to the trace."""
-        window1 = torch.stack([n.last[0] for n in self.noise]).nanmean()
-        window = torch.stack([n.last[1] for n in self.noise]).nanmean()
+        window1 = torch.stack([n.last[0] for n in self.update_noise]).nanmean()
+        window = torch.stack([n.last[1] for n in self.update_noise]).nanmean()
         self.un_trace.append({"samples": samples, "window1": float(window1), "window": float(window)})
 
     def record_eval(self, accuracy: Tensor, samples: int) -> None:
@@ -102,8 +102,8 @@ class TrainingMeasures:
         """The epoch's record for ``result.json``; resets the loss and the counter marks."""
         self.record_eval(accuracy, samples_done)
         layers = []
-        closes = self.noise[0].updates_in_window > 0
-        for noise, array in zip(self.noise, net.arrays):
+        closes = self.update_noise[0].updates_in_window > 0
+        for noise, array in zip(self.update_noise, net.arrays):
             noise.close_window(array.weight)
             layers.append(noise.take())
         if closes:
@@ -147,11 +147,11 @@ class TrainingMeasures:
     def state_dict(self) -> dict:
         return {"updates": self.updates, "loss_sum": self.loss_sum, "loss_count": self.loss_count,
                 "un_trace": self.un_trace, "evals": self.evals, "counter_marks": self.counter_marks,
-                "noise": [u.state_dict() for u in self.noise]}
+                "noise": [u.state_dict() for u in self.update_noise]}
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("updates", "loss_count", "un_trace", "evals", "counter_marks"):
             setattr(self, key, state[key])
         self.loss_sum = state["loss_sum"].to(self.loss_sum.device)
-        for noise, s in zip(self.noise, state["noise"]):
+        for noise, s in zip(self.update_noise, state["noise"]):
             noise.load_state_dict(s)

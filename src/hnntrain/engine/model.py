@@ -44,7 +44,8 @@ class StepResult:
     loss: Tensor
     """(E,) summed cross-entropy of the batch, per replica."""
     requests: list[Tensor]
-    """Per layer, the SGD weight change (E, out, k) on the layer's active columns."""
+    """Per layer, the SGD weight change -lr * dL/dW, shape (rows, E, out): the first layer's
+    selected input rows (``first_rows``; all when None), every row of the deeper layers."""
 
 
 class MLP:
@@ -85,9 +86,9 @@ class MLP:
             a = self._next(self._with_bias(self.act(a)), w)
         return a
 
-    def step(self, weights: list[Tensor], x: Tensor, y: Tensor, lr: float, first_cols: Tensor | None) -> StepResult:
+    def step(self, weights: list[Tensor], x: Tensor, y: Tensor, lr: float, first_rows: Tensor | None) -> StepResult:
         """One forward/backward pass. ``x`` is (B, n_0 [+1]), ``y`` (B,) labels; the first
-        layer's request is restricted to the inputs ``first_cols`` (None: all)."""
+        layer's request is restricted to the inputs ``first_rows`` (None: all)."""
         hidden = []
         a = self._first(x, weights[0])
         for w in weights[1:]:
@@ -96,10 +97,10 @@ class MLP:
             a = self._next(h, w)
         log_p = torch.log_softmax(a, dim=-1)  # (E, B, C)
         batch = x.shape[0]
-        rows = torch.arange(batch, device=x.device)
-        loss = -log_p[:, rows, y].sum(-1)
+        in_batch = torch.arange(batch, device=x.device)
+        loss = -log_p[:, in_batch, y].sum(-1)
         delta = torch.exp(log_p)
-        delta[:, rows, y] -= 1.0
+        delta[:, in_batch, y] -= 1.0
         if batch > 1:
             delta = delta * (1.0 / batch)
         requests: list[Tensor] = [None] * len(weights)  # type: ignore[list-item]
@@ -110,7 +111,7 @@ class MLP:
             n_hidden = self.sizes[layer]
             back = torch.bmm(delta, weights[layer][:n_hidden].permute(1, 2, 0))
             delta = back * self.act_grad(h_in[..., :n_hidden])
-        x_in = x if first_cols is None else x.index_select(1, first_cols)
+        x_in = x if first_rows is None else x.index_select(1, first_rows)
         replicas = delta.shape[0]
         # (k, B) @ (B, E*out): the inputs are shared, so one product serves every replica
         flat = delta.transpose(0, 1).reshape(batch, -1)

@@ -1,4 +1,4 @@
-"""Scheme comparison under identical hardware (design section 6).
+"""Scheme comparison under identical hardware.
 
 Every scheme runs on the same device model and the same device-to-device draws (they derive
 from the run seed, which all schemes share), with the same pulse cap, ADC resolution and

@@ -14,7 +14,7 @@ A sweep file is TOML::
     "scheme" = ["sgd", "crus", "crus:accumulate=true"]   # scheme specs, as in `compare`
     "device.nl_ltd" = [1, 2, 4, 6, 8]
 
-Seeds are packed into ensembles (design section 7): the replicas of a run train in lockstep in
+Seeds are packed into ensembles: the replicas of a run train in lockstep in
 one process, so ``seeds = 3`` costs far less than three runs. A run is one resolved config; its
 identity in the store is the config hash, so a restarted sweep skips what is stored, and the
 numbers of a run depend on its config only, never on the executor, the worker or the order.

@@ -38,9 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.optimize import least_squares
 
-from hnntrain.physics.devices.exponential import norm_a_to_nl
+from hnntrain.physics.devices.exponential import (
+    ExponentialDevice,
+    norm_a_to_nl,
+    normalized_curve,
+)
 from hnntrain.physics.devices.measured import (
     Measurements,
     TableCurves,
@@ -55,8 +60,8 @@ _U_BOUNDS = (1e-6, 500.0)  # u = Pmax / A: 1e-6 is linear to 1e-7 of the range, 
 
 
 def _shape(x: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """f(x; u) = (1 - exp(-u x)) / (1 - exp(-u)); expm1 keeps it exact near the linear limit."""
-    return np.expm1(-u * x) / np.expm1(-u)
+    """f(x; u) = (1 - exp(-u x)) / (1 - exp(-u)): the device model's normalized curve with a = 1/u."""
+    return normalized_curve(x, 1.0 / np.asarray(u, dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -82,18 +87,27 @@ class ExponentialFit:
     def nl_ltd(self) -> float:
         return norm_a_to_nl(self.a_ltd / self.levels)
 
+    def device(self) -> ExponentialDevice:
+        """The fitted device as the simulator's model (float64, no variation)."""
+        def scalar(value: float) -> torch.Tensor:
+            return torch.tensor(value, dtype=torch.float64)
+
+        return ExponentialDevice(scalar(self.g_min), scalar(self.g_max), self.levels, scalar(self.a_ltp),
+                                 scalar(self.a_ltd))
+
     def predict(self, ltp: np.ndarray, pulse: np.ndarray) -> np.ndarray:
-        """G after ``pulse`` pulses of the sweep (LTP from g_min, LTD from g_max), µS."""
-        u = np.where(ltp, self.levels / self.a_ltp, self.levels / self.a_ltd)
-        rise = self.g_range * _shape(np.asarray(pulse, dtype=np.float64) / self.levels, u)
-        return np.where(ltp, self.g_min + rise, self.g_max - rise)
+        """G after ``pulse`` pulses of the sweep (LTP from g_min, LTD from g_max), µS: the device
+        model's closed form, so fit and simulation share one curve."""
+        ltp = torch.as_tensor(np.asarray(ltp, dtype=bool))
+        pulse = torch.as_tensor(np.asarray(pulse, dtype=np.float64))
+        start = torch.where(ltp, torch.tensor(self.g_min, dtype=torch.float64), torch.tensor(self.g_max, dtype=torch.float64))
+        return self.device().response(start, torch.where(ltp, pulse, -pulse)).numpy()
 
     def step(self, g: np.ndarray, ltp: bool) -> np.ndarray:
-        """ΔG of one pulse from state g: (G_inf - G)(1 - exp(-1/A)), µS (negative for LTD)."""
-        a = self.a_ltp if ltp else self.a_ltd
-        overshoot = self.g_range / -math.expm1(-self.levels / a)  # B = R / (1 - exp(-Pmax/A))
-        g_inf = self.g_min + overshoot if ltp else self.g_max - overshoot
-        return (g_inf - np.asarray(g)) * -math.expm1(-1.0 / a)
+        """ΔG of one pulse from state g, µS (negative for LTD): the device model's response."""
+        g = torch.as_tensor(np.asarray(g, dtype=np.float64))
+        one = torch.full_like(g, 1.0 if ltp else -1.0)
+        return (self.device().response(g, one) - g).numpy()
 
 
 def _initial_u(x: np.ndarray, y: np.ndarray) -> float:

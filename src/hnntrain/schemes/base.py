@@ -9,7 +9,7 @@ with ``array.set_conductance``. Everything it keeps between updates is explicit 
 returned by :meth:`state_dict`.
 
 A scheme declares the hardware it needs (:meth:`hardware`) so that comparisons list it next
-to accuracy (design section 6, "same hardware").
+to accuracy (the "same hardware" rule of docs/baselines.md).
 """
 
 from __future__ import annotations

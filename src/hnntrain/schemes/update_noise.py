@@ -1,6 +1,6 @@
 """The update-noise metric.
 
-Update noise (design section 6) of a layer over a window of updates t = 1..T:
+Update noise (UN, the figure of merit of the CRUS paper, arXiv 2111.07113; defined here) of a layer over a window of updates t = 1..T:
 
     UN = || sum_t dW_realized(t) - sum_t dW_SGD(t) ||^2 / || sum_t dW_SGD(t) ||^2
 

@@ -1,7 +1,7 @@
 """Named devices. A preset is a partial set of ``device.*`` values; explicit keys override it.
 
-Measured devices follow the NeuroSim V3.0 benchmark table (Chen & Yu, IEEE D&T 2019; see
-``literature.md`` section 2.5): number of states, NL labels (LTP / LTD, sign dropped) and
+Measured devices follow the NeuroSim V3.0 benchmark table (Chen & Yu, IEEE Design & Test
+2019): number of states, NL labels (LTP / LTD, sign dropped) and
 cycle-to-cycle sigma. Where the table gives "< 1 %" we use half of it (0.5 %).
 """
 

@@ -54,9 +54,9 @@ def build_device(
     g_min = draw(cfg.g_min, cfg.d2d_g * g_range).clamp(min=0.0)
     g_max = draw(cfg.g_max, cfg.d2d_g * g_range)
     g_max = torch.maximum(g_max, g_min + 0.05 * g_range)  # keep every device's range open
-    noise = {"c2c": cfg.c2c, "c2c_mode": cfg.c2c_mode}
+    c2c_args = {"c2c": cfg.c2c, "c2c_mode": cfg.c2c_mode}
     if cfg.model == "linear":
-        model: DeviceModel = LinearDevice(g_min, g_max, cfg.levels, **noise)
+        model: DeviceModel = LinearDevice(g_min, g_max, cfg.levels, **c2c_args)
     elif cfg.model == "exponential":
         curvature = []
         for direction in ("ltp", "ltd"):
@@ -69,10 +69,10 @@ def build_device(
             else:
                 a = torch.tensor(nl_to_norm_a(getattr(cfg, f"nl_{direction}")) * cfg.levels, dtype=torch.float64)
             curvature.append(a)
-        model = ExponentialDevice(g_min, g_max, cfg.levels, curvature[0], curvature[1], **noise)
+        model = ExponentialDevice(g_min, g_max, cfg.levels, curvature[0], curvature[1], **c2c_args)
     elif cfg.model == "table":
         curves = _curves(cfg)
-        model = TableDevice(g_min, g_max, curves, **noise)
+        model = TableDevice(g_min, g_max, curves, **c2c_args)
     else:  # validated earlier
         raise ConfigError("device.model", f"unknown model {cfg.model!r}")
     return model._replace_tensors({k: v.to(dtype=dtype, device=device) for k, v in model.tensors().items()})

@@ -16,8 +16,8 @@ from hnntrain.physics.devices.base import DeviceModel
 class LinearDevice(DeviceModel):
     name = "linear"
 
-    def __init__(self, g_min: Tensor, g_max: Tensor, levels: int, **noise):
-        super().__init__(g_min, g_max, levels, **noise)
+    def __init__(self, g_min: Tensor, g_max: Tensor, levels: int, **c2c_args):
+        super().__init__(g_min, g_max, levels, **c2c_args)
         self.step = (g_max - g_min) / levels
         """Conductance change per pulse, microsiemens (per device)."""
 

@@ -78,8 +78,8 @@ class TableDevice(DeviceModel):
     name = "table"
     shared_keys = ("u_ltp", "u_ltd")
 
-    def __init__(self, g_min: Tensor, g_max: Tensor, curves: MeasuredCurves, **noise):
-        super().__init__(g_min, g_max, curves.levels, **noise)
+    def __init__(self, g_min: Tensor, g_max: Tensor, curves: MeasuredCurves, **c2c_args):
+        super().__init__(g_min, g_max, curves.levels, **c2c_args)
         lo, hi = curves.g_min, curves.g_max
         dtype = g_min.dtype
         self.u_ltp = torch.as_tensor((curves.ltp - lo) / (hi - lo), dtype=dtype, device=g_min.device)
