@@ -72,3 +72,41 @@ def assemble(moves_plus: Tensor, signed: Tensor) -> Tensor:
     """Per-pair signed pulses on one device -> (k, 2, E, out) pulses for (G+, G-)."""
     zero = torch.zeros_like(signed)
     return torch.stack((torch.where(moves_plus, signed, zero), torch.where(moves_plus, zero, signed)), dim=1)
+
+
+class DigitalAccumulator:
+    """A digital register per synapse, (in, E, out), holding what is owed but not yet written:
+    mixed precision's chi (Nandakumar et al. 2020), Tiki-Taka v2's H (Gokmen 2021), the
+    accumulating CRUS. One rule for all of them:
+
+        owed    <- register + increment                     (:meth:`add`)
+        n       <- whole pulses due, at most ``cap`` per device  (:meth:`due`)
+        register <- owed - (what those n pulses write)      (:meth:`settle`)
+
+    so nothing the pulse cap holds back is lost: it stays owed for the next update."""
+
+    def __init__(self, like: Tensor, cap: int):
+        self.value = torch.zeros_like(like)
+        self.cap = int(cap)
+        """Pulses per device per update (the array's pulse cap)."""
+
+    def add(self, increment: Tensor, rows: Tensor | None) -> Tensor:
+        """Owed amounts of ``rows`` (all when None) after adding ``increment`` (k, E, out)."""
+        if rows is None:
+            return self.value + increment
+        return self.value.index_select(0, rows).add_(increment)
+
+    def due(self, pulses: Tensor, threshold: float = 1.0) -> Tensor:
+        """Whole pulses (signed, truncated towards zero) for an owed amount expressed in
+        ``pulses``, where it reaches ``threshold``; capped at ``cap``."""
+        n = torch.trunc(pulses).clamp_(-self.cap, self.cap)
+        if threshold > 1.0:
+            n = torch.where(pulses.abs() >= threshold, n, torch.zeros_like(n))
+        return n
+
+    def settle(self, owed: Tensor, written: Tensor, rows: Tensor | None) -> None:
+        """Keep ``owed - written`` for ``rows``: the register then holds exactly what is still owed."""
+        if rows is None:
+            self.value = owed - written
+        else:
+            self.value.index_copy_(0, rows, owed - written)
