@@ -1,7 +1,6 @@
 """Digital accumulators (mixed precision's chi, Tiki-Taka's H, accumulating CRUS) owe exactly
 what was not written: a pulse the cap holds back stays owed instead of vanishing."""
 
-import pytest
 import torch
 
 from hnntrain.io.resolve import build_config

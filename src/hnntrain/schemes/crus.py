@@ -28,7 +28,13 @@ import torch
 from torch import Tensor
 
 from hnntrain.schemes.base import UpdateScheme, register
-from hnntrain.schemes.common import DigitalAccumulator, assemble, estimate_bits, model_pulses, refresh_pairs
+from hnntrain.schemes.common import (
+    DigitalAccumulator,
+    assemble,
+    estimate_bits,
+    model_pulses,
+    refresh_pairs,
+)
 from hnntrain.schemes.optimize import (
     LTD_ACTION,
     LTP_ACTION,

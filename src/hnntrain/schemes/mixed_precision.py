@@ -13,7 +13,6 @@ original. Hardware: one digital accumulator per synapse (16 bits listed).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from hnntrain.schemes.base import register
