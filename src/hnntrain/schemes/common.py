@@ -11,14 +11,29 @@ from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.schemes.base import stochastic_round
 
 
+_BEND_TIE = 1e-6  # float32 parameters bend two equal curves by different roundings
+
+
+def curve_bend(curve: Tensor) -> float:
+    """Largest distance of a monotone curve (one point per pulse) from the straight line
+    between its ends, as a fraction of its span: 0 for a linear device, towards 1 for a curve
+    that covers its range in the first pulses (an abrupt direction)."""
+    curve = curve.double()
+    span = curve[-1] - curve[0]
+    if float(span) == 0:
+        return 0.0
+    u = (curve - curve[0]) / span
+    line = torch.linspace(0, 1, curve.numel(), dtype=torch.float64)
+    return float((u - line).abs().max())
+
+
 def gradual_is_ltp(nominal: DeviceModel) -> bool:
-    """True when LTP is the gentler direction (larger curvature A, or a tie / linear device).
-    The abrupt direction then brings a device home to g_min exactly (a reset)."""
-    a_ltp = getattr(nominal, "a_ltp", None)
-    a_ltd = getattr(nominal, "a_ltd", None)
-    if a_ltp is None or a_ltd is None:
-        return True
-    return float(a_ltp) >= float(a_ltd)
+    """True when LTP is the gentler direction: its curve from g_min bends less than the LTD
+    curve from g_max (a tie, e.g. a linear device, counts as LTP). Read from the model's own
+    curves, so that exponential, linear and measured (table) devices answer alike. The abrupt
+    direction then brings a device home exactly: to g_min when LTD is abrupt, else to g_max."""
+    up, down = nominal.curves()
+    return curve_bend(up) <= curve_bend(down) + _BEND_TIE
 
 
 def model_pulses(nominal: DeviceModel, g_est: Tensor, change: Tensor, ltp: Tensor, g_min: float, g_max: float,
