@@ -10,7 +10,6 @@ from torch import Tensor
 from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.schemes.base import stochastic_round
 
-
 _BEND_TIE = 1e-6  # float32 parameters bend two equal curves by different roundings
 
 
