@@ -10,15 +10,29 @@ from torch import Tensor
 from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.schemes.base import stochastic_round
 
+_BEND_TIE = 1e-6  # float32 parameters bend two equal curves by different roundings
+
+
+def curve_bend(curve: Tensor) -> float:
+    """Largest distance of a monotone curve (one point per pulse) from the straight line
+    between its ends, as a fraction of its span: 0 for a linear device, towards 1 for a curve
+    that covers its range in the first pulses (an abrupt direction)."""
+    curve = curve.double()
+    span = curve[-1] - curve[0]
+    if float(span) == 0:
+        return 0.0
+    u = (curve - curve[0]) / span
+    line = torch.linspace(0, 1, curve.numel(), dtype=torch.float64)
+    return float((u - line).abs().max())
+
 
 def gradual_is_ltp(nominal: DeviceModel) -> bool:
-    """True when LTP is the gentler direction (larger curvature A, or a tie / linear device).
-    The abrupt direction then brings a device home to g_min exactly (a reset)."""
-    a_ltp = getattr(nominal, "a_ltp", None)
-    a_ltd = getattr(nominal, "a_ltd", None)
-    if a_ltp is None or a_ltd is None:
-        return True
-    return float(a_ltp) >= float(a_ltd)
+    """True when LTP is the gentler direction: its curve from g_min bends less than the LTD
+    curve from g_max (a tie, e.g. a linear device, counts as LTP). Read from the model's own
+    curves, so that exponential, linear and measured (table) devices answer alike. The abrupt
+    direction then brings a device home exactly: to g_min when LTD is abrupt, else to g_max."""
+    up, down = nominal.curves()
+    return curve_bend(up) <= curve_bend(down) + _BEND_TIE
 
 
 def model_pulses(nominal: DeviceModel, g_est: Tensor, change: Tensor, ltp: Tensor, g_min: float, g_max: float,
@@ -72,3 +86,41 @@ def assemble(moves_plus: Tensor, signed: Tensor) -> Tensor:
     """Per-pair signed pulses on one device -> (k, 2, E, out) pulses for (G+, G-)."""
     zero = torch.zeros_like(signed)
     return torch.stack((torch.where(moves_plus, signed, zero), torch.where(moves_plus, zero, signed)), dim=1)
+
+
+class DigitalAccumulator:
+    """A digital register per synapse, (in, E, out), holding what is owed but not yet written:
+    mixed precision's chi (Nandakumar et al. 2020), Tiki-Taka v2's H (Gokmen 2021), the
+    accumulating CRUS. One rule for all of them:
+
+        owed    <- register + increment                     (:meth:`add`)
+        n       <- whole pulses due, at most ``cap`` per device  (:meth:`due`)
+        register <- owed - (what those n pulses write)      (:meth:`settle`)
+
+    so nothing the pulse cap holds back is lost: it stays owed for the next update."""
+
+    def __init__(self, like: Tensor, cap: int):
+        self.value = torch.zeros_like(like)
+        self.cap = int(cap)
+        """Pulses per device per update (the array's pulse cap)."""
+
+    def add(self, increment: Tensor, rows: Tensor | None) -> Tensor:
+        """Owed amounts of ``rows`` (all when None) after adding ``increment`` (k, E, out)."""
+        if rows is None:
+            return self.value + increment
+        return self.value.index_select(0, rows).add_(increment)
+
+    def due(self, pulses: Tensor, threshold: float = 1.0) -> Tensor:
+        """Whole pulses (signed, truncated towards zero) for an owed amount expressed in
+        ``pulses``, where it reaches ``threshold``; capped at ``cap``."""
+        n = torch.trunc(pulses).clamp_(-self.cap, self.cap)
+        if threshold > 1.0:
+            n = torch.where(pulses.abs() >= threshold, n, torch.zeros_like(n))
+        return n
+
+    def settle(self, owed: Tensor, written: Tensor, rows: Tensor | None) -> None:
+        """Keep ``owed - written`` for ``rows``: the register then holds exactly what is still owed."""
+        if rows is None:
+            self.value = owed - written
+        else:
+            self.value.index_copy_(0, rows, owed - written)

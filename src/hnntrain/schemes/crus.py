@@ -28,7 +28,13 @@ import torch
 from torch import Tensor
 
 from hnntrain.schemes.base import UpdateScheme, register
-from hnntrain.schemes.common import assemble, estimate_bits, model_pulses, refresh_pairs
+from hnntrain.schemes.common import (
+    DigitalAccumulator,
+    assemble,
+    estimate_bits,
+    model_pulses,
+    refresh_pairs,
+)
 from hnntrain.schemes.optimize import (
     LTD_ACTION,
     LTP_ACTION,
@@ -120,7 +126,8 @@ class CRUS(UpdateScheme):
         nominal = ctx.nominal
         self.g_min, self.g_max = float(nominal.g_min), float(nominal.g_max)
         self.home_is_min = self.policy.home == "g_min"
-        self.chi = torch.zeros_like(array.weight) if options.accumulate else None
+        self.accumulator = DigitalAccumulator(array.weight, array.max_pulses) if options.accumulate else None
+        """Owed weight change (weight units), with ``accumulate``."""
 
     def hardware(self) -> dict:
         return {
@@ -152,8 +159,8 @@ class CRUS(UpdateScheme):
 
     # -- one update -----------------------------------------------------------------------------
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
-        if self.chi is not None:
-            chi = self.chi.add_(request) if rows is None else self.chi.index_select(0, rows).add_(request)
+        if self.accumulator is not None:
+            chi = self.accumulator.add(request, rows)
             request = chi  # decide on everything owed so far
         est = self.sensed.view(rows)  # (k, 2, E, out)
         idx = self._codes(est)
@@ -164,27 +171,28 @@ class CRUS(UpdateScheme):
         moves_plus = increase == ltp
         g_est = torch.where(moves_plus, est[:, 0], est[:, 1])
         change = request.abs() * (1.0 / self.array.scale)  # microsiemens on one device
-        if self.chi is None:
+        if self.accumulator is None:
             n = model_pulses(self.ctx.nominal, g_est, change, ltp, self.g_min, self.g_max, generator)
         else:  # whole pulses only; the remainder stays owed
             target = torch.where(ltp, g_est + change, g_est - change).clamp_(self.g_min, self.g_max)
-            n = self.ctx.nominal.pulses_to(g_est, target, ltp).floor_().clamp_(max=self.array.max_pulses)
+            n = self.accumulator.due(self.ctx.nominal.pulses_to(g_est, target, ltp))
             signed = torch.where(ltp, n, -n)
             delivered = (self.ctx.nominal.apply(g_est, signed) - g_est) * self.array.scale
-            chi.sub_(torch.where(moves_plus, delivered, -delivered))
-            if rows is None:
-                self.chi = chi
-            else:
-                self.chi.index_copy_(0, rows, chi)
+            self.accumulator.settle(chi, torch.where(moves_plus, delivered, -delivered), rows)
         pulses = assemble(moves_plus, torch.where(ltp, n, -n))
         pulses = pulses.clamp_(-self.array.max_pulses, self.array.max_pulses)  # tracked as issued
         self.array.pulse(pulses, rows, generator)
         self.sensed.after_pulses(pulses, rows)
+
+    @property
+    def chi(self) -> Tensor | None:
+        """The owed weight change (in, E, out), or None without ``accumulate``."""
+        return None if self.accumulator is None else self.accumulator.value
 
     def state_dict(self) -> dict:
         return {"sensed": self.sensed.state_dict(), "chi": self.chi}
 
     def load_state_dict(self, state: dict) -> None:
         self.sensed.load_state_dict(state["sensed"])
-        if state.get("chi") is not None:
-            self.chi = state["chi"].to(self.array.weight.device)
+        if state.get("chi") is not None and self.accumulator is not None:
+            self.accumulator.value = state["chi"].to(self.array.weight.device)

@@ -3,6 +3,7 @@ Front. Neurosci. 14:406, 2020).
 
     chi <- chi + dW                      (digital, per synapse)
     n   <- trunc(chi / epsilon)          (epsilon = one nominal device step, dw_step)
+    n   <- clamp(n, -cap, cap)           (the array's pulse cap; the rest stays owed)
     apply |n| gradual pulses (as ``unidirectional``, with its refresh);  chi <- chi - n * epsilon
 
 The accumulator keeps every sub-step request instead of rounding it away; pulses follow the
@@ -12,10 +13,10 @@ original. Hardware: one digital accumulator per synapse (16 bits listed).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from hnntrain.schemes.base import register
+from hnntrain.schemes.common import DigitalAccumulator
 from hnntrain.schemes.unidirectional import Unidirectional, UnidirectionalOptions
 
 
@@ -26,27 +27,27 @@ class MixedPrecision(Unidirectional):
 
     def __init__(self, options, array, ctx):
         super().__init__(options, array, ctx)
-        self.chi = torch.zeros_like(array.weight)
-        """Digital accumulator, weight units, (in, E, out)."""
+        self.accumulator = DigitalAccumulator(array.weight, array.max_pulses)
+        """chi: owed weight change, weight units, (in, E, out)."""
 
     def hardware(self) -> dict:
         return {**super().hardware(), "digital_bits_per_synapse": 16}
 
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
         eps = self.array.dw_step
-        if rows is None:
-            chi = self.chi.add_(request)
-        else:
-            chi = self.chi.index_select(0, rows).add_(request)
-        n = torch.trunc(chi * (1.0 / eps))
-        chi.sub_(n * eps)
-        if rows is not None:
-            self.chi.index_copy_(0, rows, chi)
+        chi = self.accumulator.add(request, rows)
+        n = self.accumulator.due(chi * (1.0 / eps))
+        self.accumulator.settle(chi, n * eps, rows)
         self.apply_gradual(n, rows, generator)
 
+    @property
+    def chi(self) -> Tensor:
+        """The accumulator's owed weight change, (in, E, out)."""
+        return self.accumulator.value
+
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "chi": self.chi}
+        return {**super().state_dict(), "chi": self.accumulator.value}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.chi = state["chi"].to(self.chi.device)
+        self.accumulator.value = state["chi"].to(self.accumulator.value.device)

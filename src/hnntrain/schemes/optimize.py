@@ -43,6 +43,7 @@ import torch
 from scipy.optimize import linprog
 
 from hnntrain.physics.devices import DeviceModel, nominal_device
+from hnntrain.schemes.common import gradual_is_ltp
 from hnntrain.spec.config import DeviceConfig, SensingConfig
 
 LTP_ACTION, LTD_ACTION = 0, 1
@@ -170,9 +171,7 @@ def build_problem(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSp
     grid = np.linspace(0, 1, levels)
     step = 1.0 / model.levels  # nominal step, range units
     magnitudes, weights = _exp_quantiles(spec.request_pulses * step, spec.magnitudes)
-    a_ltp = float(getattr(model, "a_ltp", torch.tensor(1e9)))
-    a_ltd = float(getattr(model, "a_ltd", torch.tensor(1e9)))
-    home = "g_min" if a_ltd <= a_ltp else "g_max"
+    home = "g_min" if gradual_is_ltp(model) else "g_max"
 
     n_states = levels * levels
     ip, im = np.meshgrid(np.arange(levels), np.arange(levels), indexing="ij")

@@ -9,7 +9,7 @@ Two device-pair arrays and a digital buffer per synapse:
     H (digital) every ``transfer_every`` updates one input row i of A is read with the ADC and
                H[i] += transfer_lr * A_read[i] / (2 dw_step)      (in push-pull pulses of C);
     C (slow)   the weights the network computes with (gamma = 0); where |H| >= threshold,
-               n = trunc(H) push-pull pulses go to C and H -= n.
+               n = trunc(H) push-pull pulses (at most the pulse cap) go to C and H -= n.
 
 Rows are transferred in turn. A reuses the device parameters (including device-to-device
 draws) of C's devices, as twin devices of the same technology. Pulses and reads on A count in
@@ -26,7 +26,7 @@ from torch import Tensor
 from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.physics.pair import PairArray
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
-from hnntrain.schemes.common import push_pull
+from hnntrain.schemes.common import DigitalAccumulator, push_pull
 from hnntrain.spec.config import ConfigError
 
 
@@ -82,7 +82,7 @@ class TikiTaka(UpdateScheme):
         fast = PairArray(torch.full_like(array.g, self.g_sp), array.model, array.scale, array.max_pulses)
         fast.counter = array.counter  # one write-cost ledger for both arrays
         self.fast = fast
-        self.buffer = torch.zeros_like(array.weight)
+        self.accumulator = DigitalAccumulator(array.weight, array.max_pulses)
         """H, push-pull pulses of C, (in, E, out)."""
         self.updates = 0
         self.row = 0
@@ -104,17 +104,22 @@ class TikiTaka(UpdateScheme):
         row = self.row_index[self.row:self.row + 1]
         sensed = self.ctx.sensor.read_array(self.fast, generator, row)  # counted on the shared ledger
         a_read = (sensed[:, 0] - sensed[:, 1]) * self.fast.scale  # reference: both at g_sp -> 0
-        h = self.buffer.index_select(0, row) + a_read * (self.options.transfer_lr * 0.5 / self.array.dw_step)
-        n = torch.where(h.abs() >= self.options.threshold, torch.trunc(h), torch.zeros_like(h))
-        self.buffer.index_copy_(0, row, h - n)
+        h = self.accumulator.add(a_read * (self.options.transfer_lr * 0.5 / self.array.dw_step), row)
+        n = self.accumulator.due(h, self.options.threshold)
+        self.accumulator.settle(h, n, row)
         self.array.pulse(push_pull(n), row, generator)
         self.row = (self.row + 1) % self.fast.g.shape[0]
 
+    @property
+    def buffer(self) -> Tensor:
+        """H, push-pull pulses of C still owed, (in, E, out)."""
+        return self.accumulator.value
+
     def state_dict(self) -> dict:
-        return {"fast": self.fast.g, "buffer": self.buffer, "updates": self.updates, "row": self.row}
+        return {"fast": self.fast.g, "buffer": self.accumulator.value, "updates": self.updates, "row": self.row}
 
     def load_state_dict(self, state: dict) -> None:
         self.fast.g = state["fast"].to(self.fast.g.device)
         self.fast.w = self.fast._weight(self.fast.g)
-        self.buffer = state["buffer"].to(self.buffer.device)
+        self.accumulator.value = state["buffer"].to(self.accumulator.value.device)
         self.updates, self.row = state["updates"], state["row"]
