@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from hnntrain.physics.rng import Key
 from hnntrain.io.resolve import build_config
 from hnntrain.physics.devices import build_device, nominal_device
 from hnntrain.physics.pair import PairArray
@@ -38,7 +39,7 @@ def test_manhattan_moves_every_touched_weight_by_its_fixed_step():
     request = torch.randn(array.weight.shape, generator=torch.Generator().manual_seed(0)) * 5 * step
     request[0] = 0.1 * step  # below half a pulse: not touched
     before = array.weight.clone()
-    updater.update(request, None, None)
+    updater.update(request, None, Key.from_seed(0, 1))
     moved = array.weight - before
     touched = request.abs() >= 0.5 * step
     assert torch.allclose(moved[touched].abs(), torch.full_like(moved[touched], 2 * step), rtol=1e-4)
@@ -52,7 +53,7 @@ def test_threshold_skips_small_requests_and_applies_large_ones():
     request = torch.full_like(array.weight, 0.9 * step)
     request[:5] = 3.0 * step
     before = array.weight.clone()
-    updater.update(request, None, torch.Generator().manual_seed(0))
+    updater.update(request, None, Key.from_seed(0, 1))
     moved = array.weight - before
     assert torch.count_nonzero(moved[5:]) == 0
     assert torch.allclose(moved[:5], torch.full_like(moved[:5], 3 * step), rtol=1e-4)
@@ -63,7 +64,7 @@ def test_mixed_precision_accumulates_sub_step_requests():
     eps = array.dw_step
     before = array.weight.clone()
     for _ in range(7):
-        updater.update(torch.full_like(array.weight, 0.3 * eps), None, None)
+        updater.update(torch.full_like(array.weight, 0.3 * eps), None, Key.from_seed(0, 1))
     moved = array.weight - before
     # 7 x 0.3 = 2.1 steps: exactly 2 pulses applied, 0.1 step left in the accumulator
     assert torch.allclose(moved, torch.full_like(moved, 2 * eps), rtol=1e-4)
@@ -83,8 +84,9 @@ def test_unidirectional_without_refresh_saturates_both_devices():
     updater, array = make("unidirectional", preset="abrupt-ltd", refresh=False, g_ref_fraction=0.2)
     gen = torch.Generator().manual_seed(1)
     step = array.dw_step
-    for _ in range(300):
-        updater.update(torch.randn(array.weight.shape, generator=gen) * 3 * step, None, gen)
+    key = Key.from_seed(1, 1)
+    for step in range(300):
+        updater.update(torch.randn(array.weight.shape, generator=gen) * 3 * step, None, key.fold(step))
     g = array.g
     assert float(g.min()) > 1.0 + 0.6 * 9.0  # both devices of every pair far up the range
     assert array.counter.totals()["ltd"] == [[0.0], [0.0]]  # never an LTD pulse
@@ -96,7 +98,7 @@ def test_unidirectional_refresh_brings_one_device_home():
     g = array.g.clone()
     g[:, 0], g[:, 1] = 8.0, 7.0
     array.load_state_dict({"g": g, "counter": array.counter.state_dict()})
-    updater.before_sample(1, torch.Generator().manual_seed(0))
+    updater.before_sample(1, Key.from_seed(0, 1))
     assert array.counter.refreshes == array.weight.numel()
     assert torch.allclose(array.g[:, 1], torch.ones_like(array.g[:, 1]))
     assert float(array.weight.mean()) == pytest.approx(1.0 * array.scale, rel=0.1)
@@ -112,8 +114,8 @@ def test_tiki_taka_starts_at_symmetry_point_and_transfers_towards_a():
                           sensing={"sensing.adc_bits": 8})  # a cap that never binds: H keeps < 1
     assert torch.allclose(updater.fast.g, torch.full_like(updater.fast.g, g_sp))
     before = array.weight.clone()
-    for _ in range(9):  # three passes over the three rows
-        updater.update(torch.full_like(array.weight, 4 * array.dw_step), None, torch.Generator().manual_seed(0))
+    for step in range(9):  # three passes over the three rows
+        updater.update(torch.full_like(array.weight, 4 * array.dw_step), None, Key.from_seed(0, 1).fold(step))
     assert bool((updater.fast.weight > 0).all())
     assert bool((array.weight > before).all())  # C moved the way A points
     assert bool((updater.buffer.abs() < updater.options.threshold).all())
@@ -125,10 +127,11 @@ def test_nonlinearity_aware_is_unbiased_where_open_loop_is_not():
     naive, n_array = make("sgd", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.6, sensing=sensing)
     gen = torch.Generator().manual_seed(0)
     request = torch.full_like(a_array.weight, 2 * a_array.dw_step)
-    aware.before_sample(1, gen)
+    key = Key.from_seed(0, 1)
+    aware.before_sample(1, key.fold(0))
     b_aware, b_naive = a_array.weight.clone(), n_array.weight.clone()
-    aware.update(request, None, gen)
-    naive.update(request, None, gen)
+    aware.update(request, None, key.fold(1))
+    naive.update(request, None, key.fold(1))
     assert float((a_array.weight - b_aware).mean()) == pytest.approx(float(request.mean()), rel=0.1)
     assert abs(float((n_array.weight - b_naive).mean()) / float(request.mean()) - 1) > 0.5
 

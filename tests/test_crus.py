@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from hnntrain.physics.rng import Key
 from hnntrain.io.resolve import build_config
 from hnntrain.physics.devices import build_device, nominal_device
 from hnntrain.physics.pair import PairArray
@@ -79,9 +80,9 @@ def make_crus(preset="abrupt-ltd", shape=(50, 1, 40), **options):
 
 def test_hand_rule_reverse_pulses_the_partner_down():
     crus, array = make_crus(optimize=False, reverse_levels=100, refresh=False)
-    crus.before_sample(1, None)
+    crus.before_sample(1, Key.from_seed(0, 1))
     before = array.g.clone()
-    crus.update(torch.full_like(array.weight, 2 * array.dw_step), None, torch.Generator().manual_seed(0))
+    crus.update(torch.full_like(array.weight, 2 * array.dw_step), None, Key.from_seed(0, 1))
     assert torch.equal(array.g[:, 0], before[:, 0])  # G+ untouched
     assert bool((array.g[:, 1] <= before[:, 1]).all()) and bool((array.g[:, 1] < before[:, 1]).any())
     totals = array.counter.totals()
@@ -90,10 +91,10 @@ def test_hand_rule_reverse_pulses_the_partner_down():
 
 def test_model_based_counts_deliver_the_request_on_average():
     crus, array = make_crus(preset="abrupt-ltd", shape=(200, 1, 100), refresh=False)
-    crus.before_sample(1, None)
+    crus.before_sample(1, Key.from_seed(0, 1))
     before = array.weight.clone()
     request = torch.full_like(before, 1.5 * array.dw_step)
-    crus.update(request, None, torch.Generator().manual_seed(3))
+    crus.update(request, None, Key.from_seed(3, 1))
     realized = array.weight - before
     assert float(realized.mean()) == pytest.approx(float(request.mean()), rel=0.1)
 
@@ -103,7 +104,7 @@ def test_refresh_resets_high_pairs_and_keeps_the_weight():
     g = array.g.clone()
     g[:, 0], g[:, 1] = 8.0, 6.0  # both devices high: a refresh candidate
     array.load_state_dict({"g": g, "counter": array.counter.state_dict()})
-    crus.before_sample(1, torch.Generator().manual_seed(0))
+    crus.before_sample(1, Key.from_seed(0, 1))
     assert array.counter.refreshes == array.weight.numel()
     assert torch.allclose(array.g[:, 1], torch.ones_like(array.g[:, 1]))  # minority device at home
     expected = (8.0 - 6.0) * array.scale
@@ -112,13 +113,13 @@ def test_refresh_resets_high_pairs_and_keeps_the_weight():
 
 def test_accumulating_crus_pulses_only_whole_steps_and_keeps_the_rest():
     crus, array = make_crus(preset="ideal", refresh=False, accumulate=True)
-    crus.before_sample(1, None)
+    crus.before_sample(1, Key.from_seed(0, 1))
     step = array.dw_step
     before = array.weight.clone()
-    crus.update(torch.full_like(array.weight, 0.4 * step), None, None)
+    crus.update(torch.full_like(array.weight, 0.4 * step), None, Key.from_seed(0, 1))
     assert torch.equal(array.weight, before)  # nothing owed reaches a whole pulse yet
-    crus.update(torch.full_like(array.weight, 0.4 * step), None, None)
-    crus.update(torch.full_like(array.weight, 0.4 * step), None, None)
+    crus.update(torch.full_like(array.weight, 0.4 * step), None, Key.from_seed(0, 1))
+    crus.update(torch.full_like(array.weight, 0.4 * step), None, Key.from_seed(0, 1))
     moved = array.weight - before
     assert torch.allclose(moved, torch.full_like(moved, step), rtol=1e-3)  # 1.2 steps owed: one pulse
     assert torch.allclose(crus.chi, torch.full_like(crus.chi, 0.2 * step), atol=1e-6)

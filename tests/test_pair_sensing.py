@@ -3,6 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hnntrain.physics.rng import Key
 from hnntrain.io.resolve import build_config
 from hnntrain.physics.devices import build_device, nominal_device
 from hnntrain.physics.pair import PairArray, init_weights
@@ -47,7 +48,7 @@ def test_pulse_on_selected_inputs_leaves_others_alone():
     array, _ = make_array(preset="abrupt-ltd", d2d=True)
     before = array.g.clone()
     rows = torch.tensor([3, 1])
-    array.pulse(torch.ones(2, 2, 2, 3), rows, torch.Generator().manual_seed(0))
+    array.pulse(torch.ones(2, 2, 2, 3), rows, Key.from_seed(0, 2))
     untouched = torch.tensor([0, 2, 4])
     assert torch.equal(array.g[untouched], before[untouched])
     assert bool((array.g[rows] > before[rows]).all())
@@ -74,7 +75,7 @@ def test_adc_error_is_at_most_half_an_lsb(bits, seed):
 def test_read_noise_has_configured_sigma():
     sensor = Sensor(SensingConfig(adc_bits=0, read_noise=0.01), 1.0, 10.0)
     g = torch.full((100_000,), 5.0, dtype=torch.float64)
-    assert float((sensor.read(g, torch.Generator().manual_seed(0)) - g).std()) == pytest.approx(0.09, rel=0.03)
+    assert float((sensor.read(g, Key.from_seed(0, 1)) - g).std()) == pytest.approx(0.09, rel=0.03)
 
 
 def test_sensed_state_refreshes_every_k_and_tracks():

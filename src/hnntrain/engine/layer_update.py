@@ -11,10 +11,13 @@ and only the rows with a non-zero input in that sample are pulsed (as on a cross
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from hnntrain.engine.network import active_rows
+from hnntrain.physics import rng
 from hnntrain.schemes import UpdateScheme
 
 CHUNK = 64
@@ -31,12 +34,13 @@ def recorded_gradient(records: list[tuple[Tensor, Tensor]]) -> Tensor:
 
 
 def apply_records(records: list[tuple[Tensor, Tensor]], scheme: UpdateScheme, lr: float, per_sample: bool,
-                  generator: torch.Generator, dtype: torch.dtype, where: torch.device) -> int:
+                  next_keys: Callable[[], tuple[rng.Key, rng.Key]], dtype: torch.dtype, where: torch.device) -> int:
     """Hand the requests of ``records`` to ``scheme``; returns the number of samples.
 
     ``per_sample``: one ``before_sample(1)`` and one ``update`` per sample, the request
     ``-lr * sum_k outer(x_k, g_k)`` over that sample's positions. Otherwise one
     ``before_sample(B)`` and one ``update`` with the summed request ``-lr * dL/dW``.
+    ``next_keys()`` gives the keys of each update's two calls (see :mod:`hnntrain.physics.rng`).
     """
     rows_total, out = records[0][0].shape[-1], records[0][1].shape[-1]
     samples = sum(x.shape[0] for x, _ in records)
@@ -48,8 +52,9 @@ def apply_records(records: list[tuple[Tensor, Tensor]], scheme: UpdateScheme, lr
             active |= (x != 0).reshape(-1, rows_total).any(0)
         rows = active_rows(active)
         request = request.mul_(-lr).unsqueeze(1)
-        scheme.before_sample(samples, generator)
-        scheme.update(request if rows is None else request.index_select(0, rows), rows, generator)
+        before, update = next_keys()
+        scheme.before_sample(samples, before)
+        scheme.update(request if rows is None else request.index_select(0, rows), rows, update)
         return samples
     for x, g in records:
         for start in range(0, x.shape[0], CHUNK):
@@ -58,6 +63,7 @@ def apply_records(records: list[tuple[Tensor, Tensor]], scheme: UpdateScheme, lr
             for b in range(requests.shape[0]):
                 rows = active_rows(xs[b])
                 request = requests[b] if rows is None else requests[b].index_select(0, rows)
-                scheme.before_sample(1, generator)
-                scheme.update(request.unsqueeze(1), rows, generator)
+                before, update = next_keys()
+                scheme.before_sample(1, before)
+                scheme.update(request.unsqueeze(1), rows, update)
     return samples

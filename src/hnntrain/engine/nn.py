@@ -27,13 +27,12 @@ Semantics (see ``docs/api.md``):
   gradient step and the B requests add up to one mini-batch SGD step.
 * **State.** ``state_dict()`` holds, under ``<prefix>_extra_state``: the conductances and write
   counters, the device seed (which fixes the device-to-device draws), the scheme's state and
-  the update generator. Loading restores all of them (and redraws the devices if the seed
+  the update count (the update noise is counter-based, :mod:`hnntrain.physics.rng`). Loading restores all of them (and redraws the devices if the seed
   differs), so a restored layer continues with the very numbers it would have produced.
 * **Devices.** Device-to-device draws and initial weights come from CPU generators derived
-  from ``seed``; the update noise (stochastic rounding, cycle-to-cycle and read noise) from a
-  generator on the layer's torch device. ``.to(device)`` moves the array, the scheme state and
-  the generator (a generator cannot change device; the new one is seeded from the old one, so
-  runs stay reproducible per device). Conductances stay float32 under ``.double()`` / ``.half()``;
+  from ``seed``; the update noise (stochastic rounding, cycle-to-cycle and read noise) is a hash
+  of the seed, the update count and the element: the same numbers on every torch device.
+  ``.to(device)`` moves the array and the scheme state. Conductances stay float32 under ``.double()`` / ``.half()``;
   the forward pass casts the weights to the input's dtype.
 
 Limits: no double backward (the function's backward is not differentiable), no

@@ -5,7 +5,6 @@ and a state that restores the very numbers (see :mod:`hnntrain.nn` for the seman
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,11 +19,12 @@ from hnntrain.engine.layer_spec import (
 )
 from hnntrain.engine.layer_update import apply_records, recorded_gradient
 from hnntrain.engine.network import derive_seeds, program_array, scheme_context
+from hnntrain.physics import rng
 from hnntrain.physics.pair import FloatArray, PairArray, init_weights
 from hnntrain.schemes import SchemeContext, UpdateScheme
 from hnntrain.spec.config import PairConfig, SensingConfig, config_hash
 
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2  # 2: counter-based update noise (an update count instead of a generator state)
 
 
 def _map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
@@ -43,10 +43,6 @@ def _clone_to(obj: Any, where: torch.device | str | None = None) -> Any:
     if where is None:
         return _map_tensors(obj, lambda t: t.detach().clone())
     return _map_tensors(obj, lambda t: t.detach().to(where, copy=True))
-
-
-def _seed_from(data: Tensor) -> int:
-    return int.from_bytes(hashlib.sha256(data.cpu().numpy().tobytes()).digest()[:8], "little") >> 1
 
 
 
@@ -71,7 +67,7 @@ class _PairMatmul(torch.autograd.Function):
 # -- the layers ------------------------------------------------------------------------------
 class PairLayer(nn.Module):
     """What :class:`PairLinear` and :class:`PairConv2d` share: the array (rows, 2, 1, out), the
-    scheme, the generators, gradient records and state. Not used directly."""
+    scheme, the random key, gradient records and state. Not used directly."""
 
     def __init__(self, fan_in: int, out_features: int, bias: bool, device: DeviceSpec,
                  pair: PairConfig | Mapping[str, Any], sensing: SensingConfig | Mapping[str, Any],
@@ -102,7 +98,10 @@ class PairLayer(nn.Module):
         """The device pairs (a :class:`~hnntrain.physics.pair.FloatArray` once the ``fp`` scheme is attached)."""
         self.ctx = self._context(self._where)
         """What a scheme may know besides the array (nominal device, sensing)."""
-        self.generator = torch.Generator().manual_seed(update_seed)
+        self.key = rng.Key.from_seed(update_seed, 1)
+        """Update noise: pulse rounding, cycle-to-cycle and read noise (counter-based)."""
+        self.updates = 0
+        """Updates applied so far (the update index of the random stream)."""
         """Update noise: pulse rounding, cycle-to-cycle and read noise (on the layer's device)."""
         self.scheme: UpdateScheme | None = None
         """The update scheme (attached by :class:`~hnntrain.optim.DeviceSGD` or :meth:`attach_scheme`)."""
@@ -207,8 +206,14 @@ class PairLayer(nn.Module):
         if self.scheme is None:
             raise RuntimeError("this pair layer has no update scheme; create a DeviceSGD for the model "
                                "or call attach_scheme()")
-        return apply_records(records, self.scheme, lr, per_sample, self.generator,
+        return apply_records(records, self.scheme, lr, per_sample, self._next_keys,
                              self.array.weight.dtype, self._where)
+
+    def _next_keys(self) -> tuple[rng.Key, rng.Key]:
+        """Keys of the next update's two calls (before_sample, update)."""
+        step = self.key.fold(self.updates)
+        self.updates += 1
+        return step.fold(0, 0), step.fold(0, 1)
 
     # -- moving between torch devices -----------------------------------------------------------
     def _apply(self, fn, recurse: bool = True):
@@ -219,8 +224,7 @@ class PairLayer(nn.Module):
         return self
 
     def _relocate(self, where: torch.device) -> None:
-        """Move the array, the scheme (rebuilt, then its state loaded) and the generator."""
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator, device=self._where).item())
+        """Move the array and the scheme (rebuilt, then its state loaded)."""
         scheme_state = None if self.scheme is None else self._scheme_state()
         old = self.array
         if isinstance(old, PairArray):
@@ -230,7 +234,6 @@ class PairLayer(nn.Module):
         self.array.counter.load_state_dict(old.counter.state_dict())
         self._where = where
         self.ctx = self._context(where)
-        self.generator = torch.Generator(device=where).manual_seed(seed)
         self._records = [(x.to(where), g.to(where)) for x, g in self._records]
         self._rebuild_scheme(scheme_state)
 
@@ -254,7 +257,7 @@ class PairLayer(nn.Module):
             "seed": self.seed,
             "array": {"kind": "pair" if isinstance(self.array, PairArray) else "float", **array},
             "scheme": scheme,
-            "generator": {"device": self._where.type, "state": self.generator.get_state()},
+            "updates": self.updates,
         })
 
     def set_extra_state(self, state: dict) -> None:
@@ -283,11 +286,7 @@ class PairLayer(nn.Module):
         elif isinstance(self.array, PairArray):
             self.array = FloatArray(body["w"])
         self.array.load_state_dict(body)
-        gen = state["generator"]
-        if gen["device"] == self._where.type:
-            self.generator.set_state(gen["state"].cpu())
-        else:  # a generator cannot change device: continue from a seed derived from the saved one
-            self.generator.manual_seed(_seed_from(gen["state"]))
+        self.updates = int(state["updates"])
         self._records = []
         if self._scheme_spec is not None:
             # rebuilt so that it is bound to the (possibly new) array, then given the saved state

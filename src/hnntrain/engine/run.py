@@ -18,7 +18,7 @@ import torch
 
 from hnntrain.engine.train import Trainer, TrainingDiverged
 from hnntrain.io.data import ensure_mnist, load_idx_dir
-from hnntrain.spec.config import RunConfig, config_hash
+from hnntrain.spec.config import NUMERICS_VERSION, RunConfig, config_hash
 
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
@@ -61,6 +61,8 @@ def build_result(cfg: RunConfig, trainer: Trainer | None, status: str, error: st
         "train_seconds": seconds,
         "torch_threads": torch.get_num_threads(),
         "torch_device": cfg.runtime.device,
+        "engine": trainer.engine if trainer else None,
+        "numerics_version": NUMERICS_VERSION,
     }
 
 

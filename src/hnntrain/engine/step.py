@@ -3,29 +3,42 @@ request handed to its scheme, which turns it into device operations.
 
     rows      = input lines with a non-zero input (a crossbar drives no pulses on idle lines)
     requests  = -lr * dL/dW at those rows, per layer        (hand-written backprop, MLP.step)
-    scheme.update(request, rows)                            (pulses, reads, programs)
+    update(request, rows, key)                              (pulses, reads, programs)
+
+``update`` is the scheme's reference ``update`` or its fused kernel
+(:func:`hnntrain.engine.kernels.updaters`). Random numbers: the run key folded with the update
+index, the layer and the phase (``BEFORE``: the scheme's ``before_sample``, ``UPDATE``: the
+update), see :mod:`hnntrain.physics.rng`.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Callable
+
 from torch import Tensor
 
 from hnntrain.engine.measure import TrainingMeasures
 from hnntrain.engine.network import Network, active_rows
+from hnntrain.physics import rng
+
+BEFORE, UPDATE = 0, 1
+"""Phases of one layer's update, folded into its key."""
 
 
 def train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Tensor, lr: float,
-               generator: torch.Generator, samples_done: int) -> None:
-    """Apply one update of batch ``x`` (B, inputs) with labels ``y`` to every layer."""
+               key: rng.Key, samples_done: int, updates: list[Callable] | None = None) -> None:
+    """Apply one update of batch ``x`` (B, inputs) with labels ``y`` to every layer; ``key`` is
+    the run key, ``updates`` one update callable per layer (None: the schemes' own)."""
     rows = active_rows(x)
-    for scheme in net.schemes:
-        scheme.before_sample(x.shape[0], generator)
+    step_key = key.fold(measures.updates)
+    for layer, scheme in enumerate(net.schemes):
+        scheme.before_sample(x.shape[0], step_key.fold(layer, BEFORE))
     step = net.mlp.step(net.weights(), x, y, lr, rows)
     sample = measures.window1_due()
-    for layer, (array, scheme, request) in enumerate(zip(net.arrays, net.schemes, step.requests)):
+    updates = updates or [s.update for s in net.schemes]
+    for layer, (array, update, request) in enumerate(zip(net.arrays, updates, step.requests)):
         layer_rows = rows if layer == 0 else None  # deeper layers see dense hidden activations
         before = measures.before_update(layer, array, request, layer_rows, sample)
-        scheme.update(request, layer_rows, generator)
+        update(request, layer_rows, step_key.fold(layer, UPDATE))
         measures.after_update(layer, array, request, layer_rows, before)
     measures.end_step(step.loss, x.shape[0], samples_done)

@@ -5,9 +5,10 @@ One :class:`Trainer` owns every piece of run state: the network (:mod:`hnntrain.
 the measures (:mod:`hnntrain.engine.measure`), the generators and the position in the epoch.
 One update is :func:`hnntrain.engine.step.train_step`.
 
-Randomness: four generators derive from ``train.seed`` (weights, device-to-device draws, data
-order, and per-update noise: pulse rounding, cycle-to-cycle and read noise). The first three
-live on the CPU, so the same seed gives the same devices on any compute device.
+Randomness: four seeds derive from ``train.seed``: CPU generators for the initial weights, the
+device-to-device draws and the data order (the same devices on any compute device), and the key
+of the counter-based update noise (pulse rounding, cycle-to-cycle and read noise,
+:mod:`hnntrain.physics.rng`), which needs no state beyond the update count.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from hnntrain.engine import kernels
 from hnntrain.engine.measure import TrainingMeasures, evaluate
 from hnntrain.engine.network import Network, derive_seeds
 from hnntrain.engine.step import train_step
+from hnntrain.physics import rng
 from hnntrain.spec.config import RunConfig, config_hash
 
 
@@ -57,12 +60,15 @@ class Trainer:
 
         init_seed, d2d_seed, data_seed, update_seed = derive_seeds(cfg.train.seed, 4)
         self.data_gen = torch.Generator().manual_seed(data_seed)
-        self.update_gen = torch.Generator(device=self.device).manual_seed(update_seed)
+        self.update_key = rng.Key.from_seed(update_seed, cfg.train.replicas)
         sizes = [train_x.shape[1], *cfg.model.hidden, n_classes]
         self.net = Network(cfg, sizes, torch.Generator().manual_seed(init_seed),
                            torch.Generator().manual_seed(d2d_seed), self.device)
         self.measures = TrainingMeasures(self.net, cfg.train.replicas, cfg.train.un_every, cfg.train.un_window,
                                          self.device)
+        self.layer_updates = kernels.updaters(self.net.schemes, cfg.runtime.engine)
+        """Per layer, the update callable: a fused kernel or the scheme's reference update."""
+        self.engine = "fused" if any(kernels.is_fused(u) for u in self.layer_updates) else "reference"
         self.epoch = 0
         self.position = 0
         self.order: Tensor | None = None
@@ -103,7 +109,8 @@ class Trainer:
 
     # -- one update, one evaluation ---------------------------------------------------------
     def train_step(self, x: Tensor, y: Tensor) -> None:
-        train_step(self.net, self.measures, x, y, self.cfg.train.lr, self.update_gen, self.samples_done)
+        train_step(self.net, self.measures, x, y, self.cfg.train.lr, self.update_key, self.samples_done,
+                   self.layer_updates)
 
     def evaluate(self) -> Tensor:
         """Test accuracy per replica (fraction)."""
@@ -200,7 +207,7 @@ class Trainer:
             "samples_done": self.samples_done,
             "network": self.net.state_dict(),
             "measures": self.measures.state_dict(),
-            "generators": {"data": self.data_gen.get_state(), "update": self.update_gen.get_state()},
+            "generators": {"data": self.data_gen.get_state()},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -212,4 +219,3 @@ class Trainer:
         self.net.load_state_dict(state["network"])
         self.measures.load_state_dict(state["measures"])
         self.data_gen.set_state(state["generators"]["data"])
-        self.update_gen.set_state(state["generators"]["update"])

@@ -17,6 +17,7 @@ import math
 import torch
 from torch import Tensor
 
+from hnntrain.physics import rng
 from hnntrain.physics.counters import WriteCounter
 from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.spec.config import PairConfig
@@ -70,7 +71,7 @@ class PairArray:
         """(in, E, out) weights as the array computes with them (cached, kept current)."""
         return self.w
 
-    def pulse(self, pulses: Tensor, rows: Tensor | None, generator: torch.Generator | None,
+    def pulse(self, pulses: Tensor, rows: Tensor | None, key: rng.Key | None,
               cap: int | None = None) -> Tensor:
         """Apply signed pulse counts (k, 2, E, out) to the inputs ``rows`` (all when None).
 
@@ -83,10 +84,10 @@ class PairArray:
         pulses = pulses.clamp(-cap, cap)
         self.counter.add_pulses(pulses)
         if rows is None:
-            self.g = self.model.apply(self.g, pulses, generator)
+            self.g = self.model.apply(self.g, pulses, key)
             self.w = self._weight(self.g)
             return self.g
-        g_new = self.model.rows_of(rows).apply(self.g.index_select(0, rows), pulses, generator)
+        g_new = self.model.rows_of(rows).apply(self.g.index_select(0, rows), pulses, key, rows)
         self.g.index_copy_(0, rows, g_new)
         self.w.index_copy_(0, rows, self._weight(g_new))
         return g_new

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hnntrain.physics import rng
 from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.spec.config import SensingConfig
 
@@ -34,21 +35,26 @@ class Sensor:
         """Conductance per ADC code, microsiemens (0 for an exact read)."""
         return (self.g_max - self.g_min) / self.codes if self.codes else 0.0
 
-    def read(self, g: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def read(self, g: Tensor, key: rng.Key | None = None, rows: Tensor | None = None) -> Tensor:
+        """Sensed conductances of ``g``; the read noise is the ``READ`` draw of ``key`` for these
+        elements (``rows``: their global input rows)."""
         g_range = self.g_max - self.g_min
         if self.cfg.read_noise > 0:
-            g = g + torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype) * (self.cfg.read_noise * g_range)
+            if key is None:
+                raise ValueError("read noise needs a random key (hnntrain.physics.rng.Key)")
+            xi = rng.normal(key.take(rng.READ), g.shape, rows, g.device).to(g.dtype)
+            g = g + xi * (self.cfg.read_noise * g_range)
         if not self.codes:
             return g.clone()  # a reading, never an alias of the physical state
         code = torch.round((g - self.g_min) / g_range * self.codes).clamp(0, self.codes)
         return self.g_min + code * (g_range / self.codes)
 
-    def read_array(self, array, generator: torch.Generator | None = None, rows: Tensor | None = None) -> Tensor:
+    def read_array(self, array, key: rng.Key | None = None, rows: Tensor | None = None) -> Tensor:
         """Read every device of ``array`` (or of its input ``rows``) and count the reads in
         the array's write counter: the one way schemes sense."""
         g = array.g if rows is None else array.g.index_select(0, rows)
         array.counter.senses += g.numel()
-        return self.read(g, generator)
+        return self.read(g, key, rows)
 
 
 class SensedState:
@@ -66,12 +72,12 @@ class SensedState:
         self.estimate: Tensor | None = None
         self.samples_since_read = 0
 
-    def refresh_if_due(self, array, samples: int, generator: torch.Generator | None) -> bool:
+    def refresh_if_due(self, array, samples: int, key: rng.Key | None) -> bool:
         """Read ``array`` when ``every`` samples have passed since the last read (or never read)."""
         self.samples_since_read += samples
         if self.estimate is not None and self.samples_since_read < self.every:
             return False
-        self.estimate = self.sensor.read_array(array, generator)
+        self.estimate = self.sensor.read_array(array, key)
         self.samples_since_read = 0
         return True
 

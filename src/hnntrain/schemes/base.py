@@ -8,6 +8,10 @@ receive pulses, as on a crossbar). Arrays are input-major: conductances (in, 2, 
 with ``array.set_conductance``. Everything it keeps between updates is explicit state,
 returned by :meth:`state_dict`.
 
+Randomness: both calls receive a :class:`~hnntrain.physics.rng.Key` for this layer, update and
+phase; pass it on to ``stochastic_round``, ``array.pulse`` and ``sensor.read_array`` (with the
+global input ``rows``), which draw their numbers from it (see :mod:`hnntrain.physics.rng`).
+
 A scheme declares the hardware it needs (:meth:`hardware`) so that comparisons list it next
 to accuracy (the "same hardware" rule of docs/baselines.md).
 """
@@ -21,6 +25,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import Tensor
 
+from hnntrain.physics import rng
 from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.physics.sensing import SensedState, Sensor
 from hnntrain.spec.config import ConfigError, DeviceConfig, SensingConfig
@@ -33,9 +38,16 @@ def register(cls: type["UpdateScheme"]) -> type["UpdateScheme"]:
     return cls
 
 
-def stochastic_round(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Unbiased rounding to integers: floor(x + U), U ~ Uniform[0, 1); E[result] = x."""
-    return torch.floor(x + torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype))
+def stochastic_round(x: Tensor, key: rng.Key, rows: Tensor | None = None) -> Tensor:
+    """Unbiased rounding to integers: floor(x + U), U ~ Uniform[0, 1); E[result] = x.
+
+    U is the next ``ROUND`` draw of ``key`` for these elements; ``rows`` are the global input
+    rows of ``x``'s first axis (None: 0..k-1), so that a synapse's number does not depend on
+    which rows an update selects.
+    """
+    if key is None:
+        raise ValueError("stochastic rounding needs a random key (hnntrain.physics.rng.Key)")
+    return torch.floor(x + rng.uniform(key.take(rng.ROUND), x.shape, rows, x.device).to(x.dtype))
 
 
 @dataclass(frozen=True)
@@ -101,10 +113,10 @@ class UpdateScheme:
         """What this scheme needs beyond the pair array and its pulse drivers."""
         return {"digital_bits_per_synapse": 0, "extra_arrays": 0, "sensing": False, "refresh": False}
 
-    def before_sample(self, samples: int, generator: torch.Generator | None) -> None:
+    def before_sample(self, samples: int, key: rng.Key) -> None:
         """Called once per update, before it (for example: sensing that is due)."""
 
-    def update(self, request: Tensor, rows: Tensor | None, generator: torch.Generator | None) -> None:
+    def update(self, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
         raise NotImplementedError
 
     def state_dict(self) -> dict:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
+from hnntrain.physics import rng
 from hnntrain.schemes.base import UpdateScheme, register
 
 
@@ -19,5 +19,5 @@ class FloatingPoint(UpdateScheme):
         return {"digital_bits_per_synapse": 32, "extra_arrays": 0, "sensing": False, "refresh": False,
                 "note": "floating-point weights; no device array"}
 
-    def update(self, request: Tensor, rows: Tensor | None, generator: torch.Generator | None) -> None:
+    def update(self, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
         self.array.add(request, rows)

@@ -12,9 +12,9 @@ device sits on its curve: the failure mode the other schemes address.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
+from hnntrain.physics import rng
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
 from hnntrain.schemes.common import push_pull
 
@@ -23,6 +23,6 @@ from hnntrain.schemes.common import push_pull
 class OpenLoopSGD(UpdateScheme):
     name = "sgd"
 
-    def update(self, request: Tensor, rows: Tensor | None, generator: torch.Generator | None) -> None:
-        n = stochastic_round(request * (0.5 / self.array.dw_step), generator)
-        self.array.pulse(push_pull(n), rows, generator)
+    def update(self, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
+        n = stochastic_round(request * (0.5 / self.array.dw_step), key, rows)
+        self.array.pulse(push_pull(n), rows, key)

@@ -94,7 +94,7 @@ class TikiTaka(UpdateScheme):
                         f"{self.options.transfer_every} update(s)"}
 
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
-        n = stochastic_round(request * (0.5 / self.fast.dw_step), generator)
+        n = stochastic_round(request * (0.5 / self.fast.dw_step), generator, rows)
         self.fast.pulse(push_pull(n), rows, generator)
         self.updates += 1
         if self.updates % self.options.transfer_every == 0:

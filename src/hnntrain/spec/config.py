@@ -156,6 +156,14 @@ class DataConfig:
     cache, then fetch MNIST."""
 
 
+NUMERICS_VERSION = 2
+"""Version of the numbers a run produces for a given config: 1 = torch.Generator streams;
+2 = the counter-based stream of :mod:`hnntrain.physics.rng`. Recorded in ``result.json`` and
+folded into :func:`config_hash`."""
+
+ENGINES = ("auto", "fused", "reference")
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Where and how the computation runs (does not change results on one machine)."""
@@ -167,6 +175,12 @@ class RuntimeConfig:
     dominated by per-op overhead, else all cores)."""
     checkpoint_seconds: float = 60.0
     """Write a checkpoint at least this often during an epoch, seconds > 0."""
+    engine: str = "auto"
+    """Update engine: ``reference`` (readable eager PyTorch, any device), ``fused`` (one numba
+    pass per layer and update, CPU; an error where numba is missing) or ``auto`` (fused where
+    numba, the CPU and a kernel for the scheme are available, else the reference with one
+    warning line). Both draw the same random numbers (:mod:`hnntrain.physics.rng`) and agree to
+    float rounding."""
 
 
 @dataclass(frozen=True)
@@ -188,9 +202,11 @@ class RunConfig:
 
 
 def config_hash(cfg: RunConfig) -> str:
-    """Stable hash of the resolved config (runtime settings excluded: they do not change results)."""
+    """Stable hash of the resolved config and the numerics version (runtime settings excluded:
+    they do not change results), so that runs of another random stream are never mixed in."""
     data = cfg.to_dict()
     data.pop("runtime", None)
+    data["numerics_version"] = NUMERICS_VERSION
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -277,6 +293,7 @@ def validate(cfg: RunConfig) -> None:
            f"unknown torch device {r.device!r}; use cpu or cuda")
     _check(r.threads >= 0, "runtime.threads", "must be >= 0")
     _check(r.checkpoint_seconds > 0, "runtime.checkpoint_seconds", "must be > 0")
+    _check(r.engine in ENGINES, "runtime.engine", f"use one of {', '.join(ENGINES)}")
 
 
 __all__ = [
@@ -293,5 +310,6 @@ __all__ = [
     "dotted_config",
     "flatten_config",
     "config_hash",
+    "NUMERICS_VERSION",
     "validate",
 ]

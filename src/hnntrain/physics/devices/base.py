@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
+from hnntrain.physics import rng
+
 
 class DeviceModel(ABC):
     """Base class. Subclasses implement :meth:`response` (deterministic, unclipped is fine)."""
@@ -94,16 +96,19 @@ class DeviceModel(ABC):
         down = self.pulse_position(target, False) - self.pulse_position(g, False)
         return torch.where(ltp, up, down).clamp(min=0)
 
-    def apply(self, g: Tensor, pulses: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def apply(self, g: Tensor, pulses: Tensor, key: rng.Key | None = None, rows: Tensor | None = None) -> Tensor:
         """New conductances after signed ``pulses``, with cycle-to-cycle noise, in bounds.
 
         Additive noise (NeuroSim): G += sigma * range * sqrt(|n|) * xi.
         Multiplicative noise: dG_det * (1 + sigma * xi / sqrt(|n|)).
-        Untouched devices (n = 0) get no noise.
+        Untouched devices (n = 0) get no noise. xi is the ``C2C`` draw of ``key`` for these
+        elements (``rows``: their global input rows, see :mod:`hnntrain.physics.rng`).
         """
         g_new = self.response(g, pulses)
         if self.c2c > 0:
-            xi = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
+            if key is None:
+                raise ValueError("cycle-to-cycle noise needs a random key (hnntrain.physics.rng.Key)")
+            xi = rng.normal(key.take(rng.C2C), g.shape, rows, g.device).to(g.dtype)
             n = pulses.abs()
             if self.c2c_mode == "additive":
                 g_new = g_new + xi * n.sqrt() * (self.c2c * self.g_range)

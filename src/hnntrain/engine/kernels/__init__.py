@@ -1,0 +1,69 @@
+"""The fused engine: numba kernels that do one layer's update in one pass.
+
+:func:`updaters` picks, per layer, the fused update of the scheme (``KERNELS`` in
+:mod:`hnntrain.engine.kernels.updates`) or the scheme's own reference ``update``, following
+``runtime.engine`` (see :class:`~hnntrain.spec.config.RuntimeConfig`). The fused path runs on
+the CPU; its numbers are the reference's to float rounding (tests/test_engine.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Callable
+
+import torch
+
+from hnntrain.physics import rng
+from hnntrain.spec.config import ConfigError
+
+Update = Callable[..., None]
+_warned = False
+
+
+def available() -> bool:
+    """True where numba imports (the kernels' only extra dependency)."""
+    return rng.numba is not None
+
+
+def _fused_for(scheme) -> Update | None:
+    from hnntrain.engine.kernels.devices import supported
+    from hnntrain.engine.kernels.updates import KERNELS
+    from hnntrain.schemes import SCHEMES
+
+    kernel = KERNELS.get(scheme.name)
+    if kernel is None or type(scheme) is not SCHEMES.get(scheme.name):
+        return None  # no kernel, or a subclass that may change the update
+    array = scheme.array
+    if array.uses_devices and not supported(array.model):
+        return None
+    weight = array.weight
+    if weight.device.type != "cpu" or weight.dtype != torch.float32:
+        return None
+    return functools.partial(kernel, scheme)
+
+
+def is_fused(update: Update) -> bool:
+    """True for an update callable from the fused engine."""
+    return isinstance(update, functools.partial)
+
+
+def updaters(schemes: list, engine: str) -> list[Update]:
+    """One update callable (request, rows, key) per layer for ``runtime.engine = engine``."""
+    global _warned
+    if engine == "reference":
+        return [s.update for s in schemes]
+    if not available():
+        if engine == "fused":
+            raise ConfigError("runtime.engine", "the fused engine needs numba (pip install numba); "
+                                                "use auto or reference")
+        if not _warned:
+            warnings.warn("numba is not installed: using the reference engine (pip install numba for the "
+                          "fused one)", stacklevel=2)
+            _warned = True
+        return [s.update for s in schemes]
+    chosen = []
+    for scheme in schemes:
+        fused = _fused_for(scheme)
+        chosen.append(scheme.update if fused is None else fused)
+    return chosen

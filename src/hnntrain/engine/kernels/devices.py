@@ -1,0 +1,120 @@
+"""Device physics for the fused kernels: one device, one update, in numba.
+
+:func:`device_step` is :meth:`DeviceModel.apply <hnntrain.physics.devices.base.DeviceModel.apply>`
+for one device that receives ``p != 0`` signed pulses, in float32 and in the same order of
+operations as the torch reference, so that both agree to float rounding (exactly where no
+transcendental function is involved):
+
+    exponential   G' = G + (G - G_inf) * expm1(-|p| / A)        (G_inf, A of the pulse direction)
+    linear        G' = G + p * step
+    table         G' = curve(curve^-1(G) + |p|)                 (piecewise linear, per direction)
+    c2c           G' += xi * sqrt|p| * sigma * range            (additive)
+                  G' += (G' - G) * xi * sigma / sqrt(max(|p|, 1))  (multiplicative)
+    clip          G' = min(max(G', g_min), g_max)
+
+xi is the ``C2C`` normal of :mod:`hnntrain.physics.rng` for the device's element index.
+Per-device parameters are passed as (rows, 2, E, out) arrays; a parameter shared by all devices
+is a zero-stride view, so one compiled kernel serves both.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import numba
+import numpy as np
+
+from hnntrain.physics.devices.base import DeviceModel
+from hnntrain.physics.rng import bits_nb, normal_nb
+
+LINEAR, EXPONENTIAL, TABLE = 0, 1, 2
+_KINDS = {"linear": LINEAR, "exponential": EXPONENTIAL, "table": TABLE}
+_PARAMS = {
+    LINEAR: ("g_min", "g_max", "step"),
+    EXPONENTIAL: ("g_min", "g_max", "g_inf_ltp", "g_inf_ltd", "neg_inv_a_ltp", "neg_inv_a_ltd"),
+    TABLE: ("g_min", "g_max"),
+}
+_CACHE: "weakref.WeakKeyDictionary[DeviceModel, tuple]" = weakref.WeakKeyDictionary()
+
+
+def supported(model: DeviceModel) -> bool:
+    """True for the device models the kernels implement (float32 parameters on the CPU)."""
+    return model.name in _KINDS and model.g_min.device.type == "cpu" and model.g_min.dtype.is_floating_point
+
+
+def device_arguments(model: DeviceModel, shape: tuple[int, ...]) -> tuple:
+    """(kind, params, curve_up, curve_down, grid, c2c, multiplicative) for :func:`device_step`,
+    params as six (rows, 2, E, out) float32 views (cached per model and shape)."""
+    cached = _CACHE.get(model)
+    if cached is not None and cached[0] == shape:
+        return cached[1]
+    kind = _KINDS[model.name]
+    tensors = model.tensors()
+    views = [np.broadcast_to(tensors[name].to("cpu").float().numpy(), shape) for name in _PARAMS[kind]]
+    views += [views[0]] * (6 - len(views))  # unused slots
+    if kind == TABLE:
+        up = tensors["u_ltp"].float().numpy()
+        down = tensors["u_ltd"].float().numpy()
+    else:
+        up = down = np.zeros(2, np.float32)
+    grid = np.arange(up.size, dtype=np.float32)
+    args = (kind, tuple(views), up, down, grid, np.float32(model.c2c), model.c2c_mode == "multiplicative")
+    _CACHE[model] = (shape, args)
+    return args
+
+
+@numba.njit(inline="always", cache=True)
+def _interp(x, xp, fp, sign):
+    """Piecewise-linear interpolation of increasing ``sign * xp`` -> ``fp`` at ``x``, clamped:
+    the reference's ``_interp`` (left-sided search, index clamped to 1..n-1)."""
+    n = xp.size
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if sign * xp[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    idx = min(max(lo, 1), n - 1)
+    x0 = sign * xp[idx - 1]
+    x1 = sign * xp[idx]
+    t = (x - x0) / max(x1 - x0, np.float32(1e-12))
+    t = min(max(t, np.float32(0.0)), np.float32(1.0))
+    return fp[idx - 1] + t * (fp[idx] - fp[idx - 1])
+
+
+@numba.njit(inline="always", cache=True)
+def device_step(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative, c2c_key, elem):
+    """Conductance of device (r, d, e, j) at ``g`` after ``p != 0`` signed pulses (float32)."""
+    g_min = prm[0][r, d, e, j]
+    g_max = prm[1][r, d, e, j]
+    if kind == EXPONENTIAL:
+        if p > 0:
+            g_inf = prm[2][r, d, e, j]
+            rate = prm[4][r, d, e, j]
+        else:
+            g_inf = prm[3][r, d, e, j]
+            rate = prm[5][r, d, e, j]
+        gn = g + (g - g_inf) * np.float32(math.expm1(abs(p) * rate))
+    elif kind == LINEAR:
+        gn = g + p * prm[2][r, d, e, j]
+    else:
+        g_range = g_max - g_min
+        u = (g - g_min) / g_range
+        if p > 0:
+            pos = _interp(u, curve_up, grid, np.float32(1.0))
+            un = _interp(pos + p, grid, curve_up, np.float32(1.0))
+        else:
+            pos = _interp(-u, curve_down, grid, np.float32(-1.0))
+            un = _interp(pos - p, grid, curve_down, np.float32(1.0))
+        gn = g_min + un * g_range
+    if c2c > 0:
+        xi = np.float32(normal_nb(bits_nb(c2c_key, elem)))
+        n = abs(p)
+        if multiplicative:
+            gn = gn + (gn - g) * xi * (c2c / np.float32(math.sqrt(max(n, np.float32(1.0)))))
+        else:
+            gn = gn + xi * np.float32(math.sqrt(n)) * (c2c * (g_max - g_min))
+    return min(max(gn, g_min), g_max)

@@ -1,0 +1,71 @@
+"""Fused updates: one numba pass per layer and update, over the selected input rows only.
+
+Each kernel does, per synapse, what the scheme's reference ``update`` does with tensors:
+request -> pulse counts (stochastic rounding with the ``ROUND`` draw, cap) -> device response
+(:func:`~hnntrain.engine.kernels.devices.device_step`, with the ``C2C`` draw) -> write counters
+-> weight; devices that receive no pulse are skipped (most of them at batch 1). The random
+numbers are those of the reference, taken from the layer's key in the same order.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from hnntrain.engine.kernels.devices import device_arguments, device_step
+from hnntrain.physics import rng
+from hnntrain.physics.rng import bits_nb, uniform_nb
+
+
+@numba.njit(cache=True)
+def push_pull_kernel(g, w, request, rows, to_pulses, cap, w_scale, round_keys, c2c_keys,
+                     kind, prm, curve_up, curve_down, grid, c2c, multiplicative, abs_sum, net_sum):
+    """``sgd`` on the input rows ``rows`` of one layer, in place::
+
+        n = clip(floor(request * to_pulses + U), -cap, cap);   G+ gets +n, G- gets -n pulses
+        w = (G+ - G-) * w_scale
+    """
+    replicas = g.shape[2]
+    out = g.shape[3]
+    for a in range(rows.size):
+        r = rows[a]
+        for e in range(replicas):
+            for j in range(out):
+                x = request[a, e, j] * to_pulses
+                n = np.floor(x + uniform_nb(bits_nb(round_keys[e], r * out + j)))
+                if n == 0:
+                    continue
+                n = min(max(n, -cap), cap)
+                for d in range(2):
+                    p = n if d == 0 else -n
+                    g[r, d, e, j] = device_step(g[r, d, e, j], p, r, d, e, j, kind, prm, curve_up, curve_down,
+                                                grid, c2c, multiplicative, c2c_keys[e], (r * 2 + d) * out + j)
+                    abs_sum[d, e] += abs(p)
+                    net_sum[d, e] += p
+                w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
+
+
+def _rows(rows: Tensor | None, count: int) -> np.ndarray:
+    return np.arange(count, dtype=np.int64) if rows is None else rows.numpy()
+
+
+def sgd(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
+    """Fused :class:`~hnntrain.schemes.sgd.OpenLoopSGD` update (same numbers as ``scheme.update``)."""
+    array = scheme.array
+    device = device_arguments(array.model, tuple(array.g.shape))
+    round_keys = key.take(rng.ROUND)
+    c2c_keys = key.take(rng.C2C)
+    push_pull_kernel(array.g.numpy(), array.w.numpy(), request.detach().numpy(), _rows(rows, array.g.shape[0]),
+                     np.float32(0.5 / array.dw_step), np.float32(array.max_pulses), np.float32(array.scale),
+                     round_keys, c2c_keys, *device, array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
+
+
+def fp(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
+    """``fp``: w[rows] += request (one torch op already; listed so that every path is fused)."""
+    scheme.array.add(request, rows)
+
+
+KERNELS = {"sgd": sgd, "fp": fp}
+"""Scheme name -> fused update(scheme, request, rows, key)."""
