@@ -64,7 +64,7 @@ class Unidirectional(UpdateScheme):
         self.array.pulse(assemble(moves_plus, n if self.gradual_ltp else -n), rows, generator)
 
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
-        self.apply_gradual(stochastic_round(request * (1.0 / self.array.dw_step), generator), rows, generator)
+        self.apply_gradual(stochastic_round(request * (1.0 / self.array.dw_step), generator, rows), rows, generator)
 
     def before_sample(self, samples: int, generator) -> None:
         if not self.options.refresh:

@@ -47,6 +47,44 @@ def push_pull_kernel(g, w, request, rows, to_pulses, cap, w_scale, round_keys, c
                 w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
 
 
+@numba.njit(cache=True)
+def gradual_kernel(g, w, request, rows, to_pulses, cap, w_scale, accumulator, step, round_keys, c2c_keys,
+                   gradual_ltp, kind, prm, curve_up, curve_down, grid, c2c, multiplicative, abs_sum, net_sum):
+    """``unidirectional`` (no accumulator: ``accumulator.size == 0``) or ``mixed_precision`` on
+    the input rows ``rows`` of one layer, in place::
+
+        unidirectional   n = floor(request * to_pulses + U)
+        mixed precision  chi += request;  n = clip(trunc(chi * to_pulses), -cap, cap);  chi -= n * step
+        |n| gradual pulses on the device whose gradual direction moves w the sign of n
+    """
+    replicas = g.shape[2]
+    out = g.shape[3]
+    accumulate = accumulator.size > 0
+    for a in range(rows.size):
+        r = rows[a]
+        for e in range(replicas):
+            for j in range(out):
+                if accumulate:
+                    owed = accumulator[r, e, j] + request[a, e, j]
+                    n = np.trunc(owed * to_pulses)
+                    n = min(max(n, -cap), cap)
+                    accumulator[r, e, j] = owed - n * step
+                else:
+                    x = request[a, e, j] * to_pulses
+                    n = np.floor(x + uniform_nb(bits_nb(round_keys[e], r * out + j)))
+                if n == 0:
+                    continue
+                d = 0 if (n > 0) == gradual_ltp else 1
+                p = min(abs(n), cap)
+                if not gradual_ltp:
+                    p = -p
+                g[r, d, e, j] = device_step(g[r, d, e, j], p, r, d, e, j, kind, prm, curve_up, curve_down,
+                                            grid, c2c, multiplicative, c2c_keys[e], (r * 2 + d) * out + j)
+                abs_sum[d, e] += abs(p)
+                net_sum[d, e] += p
+                w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
+
+
 def _rows(rows: Tensor | None, count: int) -> np.ndarray:
     return np.arange(count, dtype=np.int64) if rows is None else rows.numpy()
 
@@ -62,10 +100,35 @@ def sgd(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
                      round_keys, c2c_keys, *device, array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
 
 
+def unidirectional(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
+    """Fused update of :class:`~hnntrain.schemes.unidirectional.Unidirectional` (its refresh,
+    in ``before_sample``, stays the reference)."""
+    array = scheme.array
+    step = array.dw_step
+    _gradual(scheme, request, rows, np.float32(1.0 / step), np.zeros((0, 0, 0), np.float32), step,
+             key.take(rng.ROUND), key.take(rng.C2C))
+
+
+def mixed_precision(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
+    """Fused update of :class:`~hnntrain.schemes.mixed_precision.MixedPrecision`."""
+    step = scheme.array.dw_step
+    _gradual(scheme, request, rows, np.float32(1.0 / step), scheme.accumulator.value.numpy(), step,
+             np.zeros(request.shape[1], np.uint64), key.take(rng.C2C))
+
+
+def _gradual(scheme, request, rows, to_pulses, accumulator, step, round_keys, c2c_keys) -> None:
+    array = scheme.array
+    device = device_arguments(array.model, tuple(array.g.shape))
+    gradual_kernel(array.g.numpy(), array.w.numpy(), request.detach().numpy(), _rows(rows, array.g.shape[0]),
+                   to_pulses, np.float32(array.max_pulses), np.float32(array.scale), accumulator, np.float32(step),
+                   round_keys, c2c_keys, bool(scheme.gradual_ltp), *device,
+                   array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
+
+
 def fp(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
     """``fp``: w[rows] += request (one torch op already; listed so that every path is fused)."""
     scheme.array.add(request, rows)
 
 
-KERNELS = {"sgd": sgd, "fp": fp}
+KERNELS = {"sgd": sgd, "fp": fp, "unidirectional": unidirectional, "mixed_precision": mixed_precision}
 """Scheme name -> fused update(scheme, request, rows, key)."""
