@@ -279,7 +279,8 @@ class PairLayer(nn.Module):
                 raise ValueError("the saved layer holds device pairs, this one floating-point weights")
             if state["seed"] != self.seed:  # another chip: redraw its devices from the saved seed
                 self.seed = int(state["seed"])
-                d2d_seed = derive_seeds(self.seed, 4)[1]
+                _, d2d_seed, _, update_seed = derive_seeds(self.seed, 4)
+                self.key = rng.Key.from_seed(update_seed, 1)  # the saved chip's update noise
                 self.array = program_array(torch.zeros(self.row_count, 1, self.out_features, dtype=torch.float64),
                                            self.config.device, self.config.pair, self.config.scheme.max_pulses,
                                            torch.Generator().manual_seed(d2d_seed), self._where)
