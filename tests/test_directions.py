@@ -5,6 +5,7 @@ bound (where a reset lands exactly) is g_max."""
 import pytest
 import torch
 
+from hnntrain.physics.rng import Key
 from hnntrain.io.resolve import build_config
 from hnntrain.physics.devices import build_device, nominal_device
 from hnntrain.physics.pair import PairArray
@@ -60,11 +61,11 @@ def test_abrupt_ltp_device_has_gradual_ltd_and_home_g_max(kind, abrupt_ltp_csv):
 ])
 def test_direction_choosing_schemes_pulse_ltd_on_abrupt_ltp(kind, scheme, options, abrupt_ltp_csv):
     updater, array = make(scheme, device_values(kind, abrupt_ltp_csv), **options)
-    updater.before_sample(1, None)
+    updater.before_sample(1, Key.from_seed(0, 1))
     gen = torch.Generator().manual_seed(0)
     request = torch.randn(array.weight.shape, generator=gen, dtype=torch.float64) * 3 * array.dw_step
-    for _ in range(3):
-        updater.update(request, None, gen)
+    for step in range(3):
+        updater.update(request, None, Key.from_seed(0, 1).fold(step))
     totals = array.counter.totals()
     assert totals["ltp"] == [[0.0], [0.0]]
     assert totals["ltd"][0][0] > 0 and totals["ltd"][1][0] > 0
@@ -83,7 +84,7 @@ def test_refresh_on_abrupt_ltp_resets_to_g_max_and_keeps_the_weight(kind, scheme
     g[:, 1] = g_min + 0.1 * (g_max - g_min)
     array.load_state_dict({"g": g, "counter": array.counter.state_dict()})
     weight = array.weight.clone()
-    updater.before_sample(1, torch.Generator().manual_seed(0))
+    updater.before_sample(1, Key.from_seed(0, 1))
     assert array.counter.refreshes == array.weight.numel()
     # the larger device goes home to g_max; the other carries the difference below it, by LTD
     assert torch.allclose(array.g[:, 0], torch.full_like(array.g[:, 0], g_max))

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+import torch
 from torch import Tensor
 
 from hnntrain.engine.measure import TrainingMeasures
-from hnntrain.engine.network import Network, active_rows
+from hnntrain.engine.network import DENSE_FRACTION, Network, active_rows
 from hnntrain.physics import rng
 
 BEFORE, UPDATE = 0, 1
@@ -42,3 +44,34 @@ def train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Tensor, l
         update(request, layer_rows, step_key.fold(layer, UPDATE))
         measures.after_update(layer, array, request, layer_rows, before)
     measures.end_step(step.loss, x.shape[0], samples_done)
+
+
+def fused_train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Tensor, lr: float, key: rng.Key,
+                     samples_done: int, updates: list[Callable], activation: str) -> None:
+    """:func:`train_step` for one sample with every layer's update fused: the forward and
+    backward pass and the update-noise request sums in numba too (same numbers to float
+    rounding). Window-1 samples take the measuring path of :func:`train_step`."""
+    from hnntrain.engine.kernels.network import add_requests, forward_backward
+
+    x_row = x[0].numpy()
+    active = np.flatnonzero(x_row)
+    dense = active.size > DENSE_FRACTION * x_row.size
+    rows = np.arange(x_row.size) if dense else active
+    step_key = key.fold(measures.updates)
+    for layer, scheme in enumerate(net.schemes):
+        scheme.before_sample(1, step_key.fold(layer, BEFORE))
+    weights = [w.numpy() for w in net.weights()]
+    requests, loss = forward_backward(net.mlp, activation, weights, x_row, rows, int(y[0]), lr)
+    sample = measures.window1_due()
+    for layer, (array, update, request) in enumerate(zip(net.arrays, updates, requests)):
+        layer_rows = rows if layer == 0 else np.arange(request.shape[0])
+        torch_rows = None if layer > 0 or dense else torch.from_numpy(rows)
+        request_t = torch.from_numpy(request)
+        if sample:
+            before = measures.before_update(layer, array, request_t, torch_rows, True)
+        else:
+            add_requests(measures.update_noise[layer].requested.numpy(), request, layer_rows)
+            before = None
+        update(request_t, torch_rows, step_key.fold(layer, UPDATE))
+        measures.after_update(layer, array, request_t, torch_rows, before)
+    measures.end_step(torch.from_numpy(loss), 1, samples_done)

@@ -23,7 +23,7 @@ from torch import Tensor
 from hnntrain.engine import kernels
 from hnntrain.engine.measure import TrainingMeasures, evaluate
 from hnntrain.engine.network import Network, derive_seeds
-from hnntrain.engine.step import train_step
+from hnntrain.engine.step import fused_train_step, train_step
 from hnntrain.physics import rng
 from hnntrain.spec.config import RunConfig, config_hash
 
@@ -69,6 +69,9 @@ class Trainer:
         self.layer_updates = kernels.updaters(self.net.schemes, cfg.runtime.engine)
         """Per layer, the update callable: a fused kernel or the scheme's reference update."""
         self.engine = "fused" if any(kernels.is_fused(u) for u in self.layer_updates) else "reference"
+        self.fused_step = (cfg.train.batch_size == 1 and all(kernels.is_fused(u) for u in self.layer_updates)
+                           and cfg.model.activation in kernels.ACTIVATIONS)
+        """Batch 1 with every layer fused: the forward and backward pass run in numba as well."""
         self.epoch = 0
         self.position = 0
         self.order: Tensor | None = None
@@ -109,8 +112,12 @@ class Trainer:
 
     # -- one update, one evaluation ---------------------------------------------------------
     def train_step(self, x: Tensor, y: Tensor) -> None:
-        train_step(self.net, self.measures, x, y, self.cfg.train.lr, self.update_key, self.samples_done,
-                   self.layer_updates)
+        if self.fused_step and x.shape[0] == 1:
+            fused_train_step(self.net, self.measures, x, y, self.cfg.train.lr, self.update_key, self.samples_done,
+                             self.layer_updates, self.cfg.model.activation)
+        else:
+            train_step(self.net, self.measures, x, y, self.cfg.train.lr, self.update_key, self.samples_done,
+                       self.layer_updates)
 
     def evaluate(self) -> Tensor:
         """Test accuracy per replica (fraction)."""

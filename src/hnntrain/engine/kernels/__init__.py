@@ -18,6 +18,8 @@ from hnntrain.physics import rng
 from hnntrain.spec.config import ConfigError
 
 Update = Callable[..., None]
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+"""Hidden activations of the fused forward and backward pass (:mod:`.network`)."""
 _warned = False
 
 

@@ -85,8 +85,10 @@ def gradual_kernel(g, w, request, rows, to_pulses, cap, w_scale, accumulator, st
                 w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
 
 
-def _rows(rows: Tensor | None, count: int) -> np.ndarray:
-    return np.arange(count, dtype=np.int64) if rows is None else rows.numpy()
+def _rows(rows: Tensor | np.ndarray | None, count: int) -> np.ndarray:
+    if rows is None:
+        return np.arange(count, dtype=np.int64)
+    return rows if isinstance(rows, np.ndarray) else rows.numpy()
 
 
 def sgd(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
