@@ -94,3 +94,12 @@ def test_inverse_normal_is_accurate():
 def test_a_key_for_other_replica_counts_is_refused():
     with pytest.raises(ValueError, match="replica axis"):
         rng.uniform(Key.from_seed(0, 3).take(rng.ROUND), (4, 2, 5))
+
+
+def test_a_masked_normal_draw_keeps_the_numbers_where_it_draws():
+    keys = Key.from_seed(4, 3).take(rng.C2C)
+    where = torch.rand(6, 2, 3, 5, generator=torch.Generator().manual_seed(0)) < 0.3
+    full = rng.normal(keys, (6, 2, 3, 5))
+    masked = rng.normal(keys, (6, 2, 3, 5), where=where)
+    assert torch.equal(masked[where], full[where])
+    assert bool((masked[~where] == 0).all())

@@ -310,13 +310,18 @@ if numba is not None:
         return out
 
     @numba.njit(cache=True)
-    def _fill_nb(keys, rows, mid, out, normal, dst):
-        """dst (k, mid, E, out) from element bits (rows: global row indices)."""
+    def _fill_nb(keys, rows, mid, out, normal, where, dst):
+        """dst (k, mid, E, out) from element bits (rows: global row indices); where ``where``
+        (same shape, or empty: everywhere) is false, 0."""
+        masked = where.size > 0
         for a in range(rows.size):
             for m in range(mid):
                 base = (rows[a] * mid + m) * out
                 for e in range(keys.size):
                     for j in range(out):
+                        if masked and not where[a, m, e, j]:
+                            dst[a, m, e, j] = 0
+                            continue
                         h = bits_nb(keys[e], base + j)
                         dst[a, m, e, j] = normal_nb(h) if normal else uniform_nb(h)
 
@@ -335,16 +340,18 @@ def _layout(keys: np.ndarray, shape) -> tuple[int, ...]:
     raise ValueError(f"a draw of shape {shape} needs the replica axis second-last, with {len(keys)} replicas")
 
 
-def _draw(keys: np.ndarray, shape, rows, device, normal: bool) -> Tensor:
+def _draw(keys: np.ndarray, shape, rows, device, normal: bool, where: Tensor | None = None) -> Tensor:
     shape, layout = tuple(shape), _layout(keys, shape)
     device = torch.device(device)
     if numba is None or device.type != "cpu":
-        return (normal_torch if normal else uniform_torch)(keys, layout, rows, device).view(shape)
+        out = (normal_torch if normal else uniform_torch)(keys, layout, rows, device).view(shape)
+        return out if where is None else torch.where(where, out, torch.zeros((), dtype=out.dtype, device=device))
     k, out = layout[0], layout[-1]
     mid = math.prod(layout[1:-2])
     row_idx = np.arange(k, dtype=np.int64) if rows is None else rows.to(torch.int64).numpy()
     dst = np.empty((k, mid, len(keys), out), dtype=np.float64 if normal else np.float32)
-    _fill_nb(keys, row_idx, mid, out, normal, dst)
+    mask = np.zeros((0, 0, 0, 0), np.bool_) if where is None else where.expand(shape).reshape(dst.shape).numpy()
+    _fill_nb(keys, row_idx, mid, out, normal, mask, dst)
     return torch.from_numpy(dst).view(*shape)
 
 
@@ -353,6 +360,7 @@ def uniform(keys: np.ndarray, shape, rows: Tensor | None = None, device="cpu") -
     return _draw(keys, shape, rows, device, False)
 
 
-def normal(keys: np.ndarray, shape, rows: Tensor | None = None, device="cpu") -> Tensor:
-    """float64 standard normals for a (rows, *mid, E, out) draw with keys ``keys`` (E,)."""
-    return _draw(keys, shape, rows, device, True)
+def normal(keys: np.ndarray, shape, rows: Tensor | None = None, device="cpu", where: Tensor | None = None) -> Tensor:
+    """float64 standard normals for a (rows, *mid, E, out) draw with keys ``keys`` (E,); 0 where
+    the boolean ``where`` (broadcastable to ``shape``) is false (the CPU path skips them)."""
+    return _draw(keys, shape, rows, device, True, where)

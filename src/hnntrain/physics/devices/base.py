@@ -108,8 +108,8 @@ class DeviceModel(ABC):
         if self.c2c > 0:
             if key is None:
                 raise ValueError("cycle-to-cycle noise needs a random key (hnntrain.physics.rng.Key)")
-            xi = rng.normal(key.take(rng.C2C), g.shape, rows, g.device).to(g.dtype)
             n = pulses.abs()
+            xi = rng.normal(key.take(rng.C2C), g.shape, rows, g.device, where=n > 0).to(g.dtype)
             if self.c2c_mode == "additive":
                 g_new = g_new + xi * n.sqrt() * (self.c2c * self.g_range)
             else:
