@@ -91,10 +91,12 @@ def measure(scheme: str, replicas: int, threads: int, engine: str, images, label
     trainer.layer_updates = [timed(u) for u in trainer.layer_updates]
     x, y = trainer.train_x, trainer.train_y
     n = x.shape[0]
-    warmup = min(30, n // 10)
+    warmup = 0
     with torch.no_grad():
-        for i in range(warmup):
-            trainer.train_step(x[i:i + 1], y[i:i + 1])
+        start = time.perf_counter()  # warm-up: compiled kernels loaded, caches filled
+        while warmup < 3 or (warmup < 30 and time.perf_counter() - start < 0.5):
+            trainer.train_step(x[warmup:warmup + 1], y[warmup:warmup + 1])
+            warmup += 1
         update_time[0], synapses[0] = 0.0, 0
         steps = 0
         start = time.perf_counter()

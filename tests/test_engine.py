@@ -50,7 +50,7 @@ def make(scheme: str, device: DeviceConfig, replicas: int, rows: int = 40, out: 
                         array, ctx)
 
 
-@pytest.mark.parametrize("scheme", ["sgd", "unidirectional", "mixed_precision"])
+@pytest.mark.parametrize("scheme", ["sgd", "unidirectional", "mixed_precision", "tiki_taka"])
 @pytest.mark.parametrize("device", sorted(DEVICES))
 @pytest.mark.parametrize("replicas", [1, 3])
 def test_fused_update_matches_the_reference(scheme, device, replicas, tmp_path):
@@ -75,8 +75,10 @@ def test_fused_update_matches_the_reference(scheme, device, replicas, tmp_path):
     assert torch.allclose(fus.weight, ref.weight, rtol=0, atol=2e-6 * ref.scale * g_range)
     assert torch.equal(fus.counter.abs_sum, ref.counter.abs_sum)
     assert torch.equal(fus.counter.net_sum, ref.counter.net_sum)
-    if scheme == "mixed_precision":
+    if scheme in ("mixed_precision", "tiki_taka"):
         assert torch.allclose(fused.accumulator.value, reference.accumulator.value, rtol=0, atol=1e-6 * step)
+    if scheme == "tiki_taka":
+        assert torch.allclose(fused.fast.g, reference.fast.g, rtol=0, atol=2e-6 * g_range)
 
 
 def blobs_trainer(engine: str, scheme: str, blobs, **extra) -> Trainer:
@@ -87,7 +89,7 @@ def blobs_trainer(engine: str, scheme: str, blobs, **extra) -> Trainer:
     return Trainer(cfg, train.images, train.labels, test.images, test.labels)
 
 
-@pytest.mark.parametrize("scheme", ["sgd", "fp", "mixed_precision"])
+@pytest.mark.parametrize("scheme", ["sgd", "fp", "mixed_precision", "tiki_taka"])
 def test_training_with_the_fused_engine_follows_the_reference(scheme, blobs):
     runs = {}
     for engine in ("reference", "fused"):

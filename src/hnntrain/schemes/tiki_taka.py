@@ -79,7 +79,9 @@ class TikiTaka(UpdateScheme):
     def __init__(self, options, array, ctx):
         super().__init__(options, array, ctx)
         self.g_sp = symmetry_point(ctx.nominal.to("cpu"))
-        fast = PairArray(torch.full_like(array.g, self.g_sp), array.model, array.scale, array.max_pulses)
+        # at the nominal symmetry point, within each device's own bounds (device-to-device spread)
+        fast = PairArray(array.model.clip(torch.full_like(array.g, self.g_sp)), array.model, array.scale,
+                         array.max_pulses)
         fast.counter = array.counter  # one write-cost ledger for both arrays
         self.fast = fast
         self.accumulator = DigitalAccumulator(array.weight, array.max_pulses)

@@ -91,15 +91,28 @@ def _rows(rows: Tensor | np.ndarray | None, count: int) -> np.ndarray:
     return rows if isinstance(rows, np.ndarray) else rows.numpy()
 
 
-def sgd(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
-    """Fused :class:`~hnntrain.schemes.sgd.OpenLoopSGD` update (same numbers as ``scheme.update``)."""
-    array = scheme.array
+def _push_pull(array, request: Tensor, rows, key: rng.Key) -> None:
     device = device_arguments(array.model, tuple(array.g.shape))
     round_keys = key.take(rng.ROUND)
     c2c_keys = key.take(rng.C2C)
     push_pull_kernel(array.g.numpy(), array.w.numpy(), request.detach().numpy(), _rows(rows, array.g.shape[0]),
                      np.float32(0.5 / array.dw_step), np.float32(array.max_pulses), np.float32(array.scale),
                      round_keys, c2c_keys, *device, array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
+
+
+def sgd(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
+    """Fused :class:`~hnntrain.schemes.sgd.OpenLoopSGD` update (same numbers as ``scheme.update``)."""
+    _push_pull(scheme.array, request, rows, key)
+
+
+def tiki_taka(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
+    """Fused :class:`~hnntrain.schemes.tiki_taka.TikiTaka` update: the push-pull pulses on the
+    fast array A fused; the transfer of one row of A to C (one row per update at most) is the
+    scheme's own, drawing its numbers after A's as the reference does."""
+    _push_pull(scheme.fast, request, rows, key)
+    scheme.updates += 1
+    if scheme.updates % scheme.options.transfer_every == 0:
+        scheme._transfer(key)
 
 
 def unidirectional(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
@@ -132,5 +145,6 @@ def fp(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
     scheme.array.add(request, rows)
 
 
-KERNELS = {"sgd": sgd, "fp": fp, "unidirectional": unidirectional, "mixed_precision": mixed_precision}
+KERNELS = {"sgd": sgd, "fp": fp, "unidirectional": unidirectional, "mixed_precision": mixed_precision,
+           "tiki_taka": tiki_taka}
 """Scheme name -> fused update(scheme, request, rows, key)."""
