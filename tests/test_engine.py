@@ -39,15 +39,17 @@ def table_config(tmp_path) -> DeviceConfig:
     return dataclasses.replace(build_config({"device.model": "table", "device.table": str(path)}).device, c2c=0.02)
 
 
-def make(scheme: str, device: DeviceConfig, replicas: int, rows: int = 40, out: int = 12):
+def make(scheme: str, device: DeviceConfig, replicas: int, rows: int = 40, out: int = 12,
+         sensing: SensingConfig = SensingConfig(), options: dict | None = None, g_ref_fraction: float = 0.5):
     gen = torch.Generator().manual_seed(0)
     weights = init_weights((rows, replicas, out), rows, PairConfig(), gen)
     has_d2d = device.d2d_g > 0 or device.d2d_nl > 0
     model = build_device(device, (rows, 2, replicas, out) if has_d2d else (), gen)
-    array = PairArray.create(weights, model, PairConfig(), 16)
-    ctx = scheme_context(device, SensingConfig(), 16)
-    return build_scheme(scheme, {"refresh": False} if scheme in ("unidirectional", "mixed_precision") else {},
-                        array, ctx)
+    array = PairArray.create(weights, model, PairConfig(g_ref_fraction=g_ref_fraction), 16)
+    ctx = scheme_context(device, sensing, 16)
+    if options is None:
+        options = {"refresh": False} if scheme in ("unidirectional", "mixed_precision") else {}
+    return build_scheme(scheme, options, array, ctx)
 
 
 @pytest.mark.parametrize("scheme", ["sgd", "unidirectional", "mixed_precision", "tiki_taka"])
@@ -79,6 +81,37 @@ def test_fused_update_matches_the_reference(scheme, device, replicas, tmp_path):
         assert torch.allclose(fused.accumulator.value, reference.accumulator.value, rtol=0, atol=1e-6 * step)
     if scheme == "tiki_taka":
         assert torch.allclose(fused.fast.g, reference.fast.g, rtol=0, atol=2e-6 * g_range)
+
+
+@pytest.mark.parametrize("scheme", ["unidirectional", "mixed_precision"])
+@pytest.mark.parametrize("device", ["exponential-d2d-c2c", "exponential-abrupt-ltp", "linear-d2d-c2c"])
+@pytest.mark.parametrize("adc_bits, read_noise", [(4, 0.0), (8, 0.01), (0, 0.0)])
+def test_fused_sensing_and_refresh_match_the_reference(scheme, device, adc_bits, read_noise):
+    cfg = DEVICES[device]
+    options = {"refresh": True, "refresh_every": 1, "refresh_threshold": 0.25}
+    sensing = SensingConfig(adc_bits=adc_bits, read_noise=read_noise)
+    reference = make(scheme, cfg, 2, sensing=sensing, options=options, g_ref_fraction=0.6 if device != "exponential-abrupt-ltp" else 0.4)
+    fused = copy.deepcopy(reference)
+    before = kernels.before_samplers([fused], "fused")[0]
+    update = kernels.updaters([fused], "fused")[0]
+    assert kernels.is_fused(before)
+    gen = torch.Generator().manual_seed(2)
+    step = reference.array.dw_step
+    for sample in range(6):
+        request = torch.randn(40, 2, 12, generator=gen) * (4 * step)
+        key = Key.from_seed(8, 2).fold(sample)
+        reference.before_sample(1, key.fold(0))
+        before(1, key.fold(0))
+        reference.update(request, None, key.fold(1))
+        update(request, None, key.fold(1))
+    ref, fus = reference.array, fused.array
+    assert ref.counter.refreshes > 50  # the test exercises the refresh
+    assert (fus.counter.refreshes, fus.counter.senses) == (ref.counter.refreshes, ref.counter.senses)
+    for name in ("abs_sum", "net_sum", "programs"):
+        assert torch.equal(getattr(fus.counter, name), getattr(ref.counter, name)), name
+    g_range = float(ref.model.g_range.mean())
+    assert torch.allclose(fus.g, ref.g, rtol=0, atol=2e-6 * g_range)
+    assert torch.allclose(fus.weight, ref.weight, rtol=0, atol=2e-6 * ref.scale * g_range)
 
 
 def blobs_trainer(engine: str, scheme: str, blobs, **extra) -> Trainer:
@@ -114,3 +147,15 @@ def test_replica_numbers_do_not_depend_on_the_ensemble_size():
     """Replica e of an ensemble draws what replica e of a larger ensemble draws."""
     small, large = Key.from_seed(3, 2).fold(4, 0, 1), Key.from_seed(3, 5).fold(4, 0, 1)
     assert np.array_equal(small.take(1), large.take(1)[:2])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("scheme", ["sgd", "tiki_taka"])
+def test_the_reference_on_cuda_draws_the_cpu_numbers(scheme, blobs):
+    runs = {}
+    for where in ("cpu", "cuda"):
+        trainer = blobs_trainer("reference", scheme, blobs, **{"runtime.device": where})
+        runs[where] = (trainer, trainer.fit()[-1])
+    for a, b in zip(runs["cpu"][0].net.arrays, runs["cuda"][0].net.arrays):
+        assert torch.allclose(a.weight, b.weight.cpu(), rtol=0, atol=1e-4)
+    assert runs["cuda"][1]["pulses"] == runs["cpu"][1]["pulses"]

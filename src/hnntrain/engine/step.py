@@ -28,13 +28,15 @@ BEFORE, UPDATE = 0, 1
 
 
 def train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Tensor, lr: float,
-               key: rng.Key, samples_done: int, updates: list[Callable] | None = None) -> None:
+               key: rng.Key, samples_done: int, updates: list[Callable] | None = None,
+               befores: list[Callable] | None = None) -> None:
     """Apply one update of batch ``x`` (B, inputs) with labels ``y`` to every layer; ``key`` is
-    the run key, ``updates`` one update callable per layer (None: the schemes' own)."""
+    the run key, ``updates`` and ``befores`` one update and one before-sample callable per layer
+    (None: the schemes' own)."""
     rows = active_rows(x)
     step_key = key.fold(measures.updates)
-    for layer, scheme in enumerate(net.schemes):
-        scheme.before_sample(x.shape[0], step_key.fold(layer, BEFORE))
+    for layer, before in enumerate(befores or [s.before_sample for s in net.schemes]):
+        before(x.shape[0], step_key.fold(layer, BEFORE))
     step = net.mlp.step(net.weights(), x, y, lr, rows)
     sample = measures.window1_due()
     updates = updates or [s.update for s in net.schemes]
@@ -47,7 +49,7 @@ def train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Tensor, l
 
 
 def fused_train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Tensor, lr: float, key: rng.Key,
-                     samples_done: int, updates: list[Callable], activation: str) -> None:
+                     samples_done: int, updates: list[Callable], befores: list[Callable], activation: str) -> None:
     """:func:`train_step` for one sample with every layer's update fused: the forward and
     backward pass and the update-noise request sums in numba too (same numbers to float
     rounding). Window-1 samples take the measuring path of :func:`train_step`."""
@@ -58,8 +60,8 @@ def fused_train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Ten
     dense = active.size > DENSE_FRACTION * x_row.size
     rows = np.arange(x_row.size) if dense else active
     step_key = key.fold(measures.updates)
-    for layer, scheme in enumerate(net.schemes):
-        scheme.before_sample(1, step_key.fold(layer, BEFORE))
+    for layer, before in enumerate(befores):
+        before(1, step_key.fold(layer, BEFORE))
     weights = [w.numpy() for w in net.weights()]
     requests, loss = forward_backward(net.mlp, activation, weights, x_row, rows, int(y[0]), lr)
     sample = measures.window1_due()

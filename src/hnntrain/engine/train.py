@@ -68,6 +68,8 @@ class Trainer:
                                          self.device)
         self.layer_updates = kernels.updaters(self.net.schemes, cfg.runtime.engine)
         """Per layer, the update callable: a fused kernel or the scheme's reference update."""
+        self.layer_befores = kernels.before_samplers(self.net.schemes, cfg.runtime.engine)
+        """Per layer, the before-sample callable (fused sensing and refresh, or the scheme's own)."""
         self.engine = "fused" if any(kernels.is_fused(u) for u in self.layer_updates) else "reference"
         self.fused_step = (cfg.train.batch_size == 1 and all(kernels.is_fused(u) for u in self.layer_updates)
                            and cfg.model.activation in kernels.ACTIVATIONS)
@@ -114,10 +116,10 @@ class Trainer:
     def train_step(self, x: Tensor, y: Tensor) -> None:
         if self.fused_step and x.shape[0] == 1:
             fused_train_step(self.net, self.measures, x, y, self.cfg.train.lr, self.update_key, self.samples_done,
-                             self.layer_updates, self.cfg.model.activation)
+                             self.layer_updates, self.layer_befores, self.cfg.model.activation)
         else:
             train_step(self.net, self.measures, x, y, self.cfg.train.lr, self.update_key, self.samples_done,
-                       self.layer_updates)
+                       self.layer_updates, self.layer_befores)
 
     def evaluate(self) -> Tensor:
         """Test accuracy per replica (fraction)."""

@@ -66,13 +66,19 @@ class Unidirectional(UpdateScheme):
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
         self.apply_gradual(stochastic_round(request * (1.0 / self.array.dw_step), generator, rows), rows, generator)
 
-    def before_sample(self, samples: int, generator) -> None:
+    def refresh_due(self, samples: int) -> bool:
+        """Count ``samples``; true when a refresh check is due (then the count restarts)."""
         if not self.options.refresh:
-            return
+            return False
         self.samples_since_refresh += samples
         if self.samples_since_refresh < self.every:
-            return
+            return False
         self.samples_since_refresh = 0
+        return True
+
+    def before_sample(self, samples: int, generator) -> None:
+        if not self.refresh_due(samples):
+            return
         array = self.array
         estimate = self.ctx.sensor.read_array(array, generator)
         away = (estimate - self.g_min) if self.gradual_ltp else (self.g_max - estimate)

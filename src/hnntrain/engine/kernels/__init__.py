@@ -45,9 +45,28 @@ def _fused_for(scheme) -> Update | None:
     return functools.partial(kernel, scheme)
 
 
+def _fused_before(scheme) -> Update | None:
+    from hnntrain.engine.kernels.refresh import nominal_arguments, sense_and_refresh
+    from hnntrain.schemes import SCHEMES
+
+    if scheme.name not in ("unidirectional", "mixed_precision") or type(scheme) is not SCHEMES.get(scheme.name):
+        return None
+    if nominal_arguments(scheme.ctx.nominal) is None or _fused_for(scheme) is None:
+        return None
+    return functools.partial(sense_and_refresh, scheme)
+
+
 def is_fused(update: Update) -> bool:
     """True for an update callable from the fused engine."""
     return isinstance(update, functools.partial)
+
+
+def before_samplers(schemes: list, engine: str) -> list[Update]:
+    """One ``before_sample(samples, key)`` callable per layer: fused sensing and refresh where a
+    kernel exists (:mod:`.refresh`), else the scheme's own."""
+    if engine == "reference" or not available():
+        return [s.before_sample for s in schemes]
+    return [_fused_before(s) or s.before_sample for s in schemes]
 
 
 def updaters(schemes: list, engine: str) -> list[Update]:
