@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from hnntrain.physics.rng import Key
 from hnntrain.io.resolve import build_config
 from hnntrain.physics.devices import build_device, nominal_device
 from hnntrain.physics.pair import PairArray
+from hnntrain.physics.rng import Key
 from hnntrain.physics.sensing import Sensor
 from hnntrain.schemes import SCHEMES, SchemeContext, build_scheme
 from hnntrain.schemes.tiki_taka import symmetry_point
@@ -125,7 +125,6 @@ def test_nonlinearity_aware_is_unbiased_where_open_loop_is_not():
     sensing = {"sensing.adc_bits": 0, "sensing.every": 1}
     aware, a_array = make("nonlinearity_aware", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.6, sensing=sensing)
     naive, n_array = make("sgd", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.6, sensing=sensing)
-    gen = torch.Generator().manual_seed(0)
     request = torch.full_like(a_array.weight, 2 * a_array.dw_step)
     key = Key.from_seed(0, 1)
     aware.before_sample(1, key.fold(0))

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from hnntrain.physics.rng import Key
 from hnntrain.io.resolve import build_config
 from hnntrain.physics.devices import build_device, nominal_device
 from hnntrain.physics.pair import PairArray
+from hnntrain.physics.rng import Key
 from hnntrain.physics.sensing import Sensor
 from hnntrain.schemes import SchemeContext, build_scheme
 from hnntrain.schemes.optimize import (

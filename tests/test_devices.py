@@ -5,7 +5,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hnntrain.physics.rng import Key
 from hnntrain.io.resolve import build_config
 from hnntrain.physics.devices import (
     ExponentialDevice,
@@ -17,6 +16,7 @@ from hnntrain.physics.devices import (
     norm_a_to_nl,
     read_curves,
 )
+from hnntrain.physics.rng import Key
 from hnntrain.spec.config import ConfigError, DeviceConfig
 
 # NeuroSim's getParamA table (NeuroSim V3.0 source, formula.cpp; Chen & Yu, IEEE Design & Test 2019)

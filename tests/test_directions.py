@@ -5,10 +5,10 @@ bound (where a reset lands exactly) is g_max."""
 import pytest
 import torch
 
-from hnntrain.physics.rng import Key
 from hnntrain.io.resolve import build_config
 from hnntrain.physics.devices import build_device, nominal_device
 from hnntrain.physics.pair import PairArray
+from hnntrain.physics.rng import Key
 from hnntrain.physics.sensing import Sensor
 from hnntrain.schemes import SchemeContext, build_scheme
 from hnntrain.schemes.common import gradual_is_ltp

@@ -3,10 +3,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hnntrain.physics.rng import Key
 from hnntrain.io.resolve import build_config
 from hnntrain.physics.devices import build_device, nominal_device
 from hnntrain.physics.pair import FloatArray, PairArray, init_weights
+from hnntrain.physics.rng import Key
 from hnntrain.physics.sensing import Sensor
 from hnntrain.schemes import SCHEMES, SchemeContext, build_scheme, stochastic_round
 from hnntrain.spec.config import PairConfig

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-import torch
 from torch import Tensor
 
 from hnntrain.engine.kernels.devices import device_arguments, device_step
