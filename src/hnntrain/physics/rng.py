@@ -197,26 +197,22 @@ def _sqrt(x: Tensor) -> Tensor:
     return torch.ldexp(y, half_e)
 
 
+def _horner(coefficients: tuple[float, ...], x: Tensor) -> Tensor:
+    """c0 x^n + c1 x^(n-1) + ... + cn, evaluated as ((c0 x + c1) x + ...) (mirrored in numba)."""
+    acc = torch.full_like(x, coefficients[0])
+    for c in coefficients[1:]:
+        acc = acc * x + c
+    return acc
+
+
 def normal_from_bits(h: Tensor) -> Tensor:
     p = (_shr(h, 12).to(torch.float64) + 0.5) * 2.0**-52
     q = p - 0.5
     r = q * q
-    num = torch.full_like(r, _A[0])
-    for c in _A[1:]:
-        num = num * r + c
-    den = torch.full_like(r, _B[0])
-    for c in _B[1:]:
-        den = den * r + c
-    central = num * q / (den * r + 1.0)
+    central = _horner(_A, r) * q / (_horner(_B, r) * r + 1.0)
     tail_p = torch.minimum(p, 1.0 - p)
     t = _sqrt(-2.0 * _log_tail(tail_p))
-    num = torch.full_like(t, _C[0])
-    for c in _C[1:]:
-        num = num * t + c
-    den = torch.full_like(t, _D[0])
-    for c in _D[1:]:
-        den = den * t + c
-    tail = num / (den * t + 1.0)
+    tail = _horner(_C, t) / (_horner(_D, t) * t + 1.0)
     tail = torch.where(p < 0.5, tail, -tail)
     return torch.where(tail_p < _P_LOW, tail, central)
 
@@ -275,29 +271,24 @@ if numba is not None:
             y = 0.5 * (y + m / y)
         return math.ldexp(y, e // 2)
 
+    @numba.njit(inline="always", cache=True)
+    def _horner_nb(coefficients, x):
+        acc = coefficients[0]
+        for k in range(1, coefficients.size):
+            acc = acc * x + coefficients[k]
+        return acc
+
     @numba.njit(cache=True)
     def normal_nb(h):
         p = (float(h >> _U12) + 0.5) * 2.0**-52
         tail_p = min(p, 1.0 - p)
         if tail_p < _P_LOW:
             t = _sqrt_nb(-2.0 * _log_tail_nb(tail_p))
-            num = _C_NP[0]
-            for k in range(1, 6):
-                num = num * t + _C_NP[k]
-            den = _D_NP[0]
-            for k in range(1, 4):
-                den = den * t + _D_NP[k]
-            x = num / (den * t + 1.0)
+            x = _horner_nb(_C_NP, t) / (_horner_nb(_D_NP, t) * t + 1.0)
             return x if p < 0.5 else -x
         q = p - 0.5
         r = q * q
-        num = _A_NP[0]
-        for k in range(1, 6):
-            num = num * r + _A_NP[k]
-        den = _B_NP[0]
-        for k in range(1, 5):
-            den = den * r + _B_NP[k]
-        return num * q / (den * r + 1.0)
+        return _horner_nb(_A_NP, r) * q / (_horner_nb(_B_NP, r) * r + 1.0)
 
     @numba.njit(cache=True)
     def _fold_keys_nb(keys, tags):
