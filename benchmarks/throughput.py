@@ -7,7 +7,9 @@ Measures in one run, on the ``abrupt-ltd`` device with 2 % cycle-to-cycle noise:
   (the fused numba engine where the scheme has a kernel, else the reference);
 * the reference engine on the same configurations for the schemes that have a kernel, at
   E = 1 and 32 (speed-up of the fused engine, taken inside this run);
-* a plain PyTorch batch-1 loop (nn.Linear + autograd + torch.optim.SGD) on the same network;
+* a plain PyTorch batch-1 loop (nn.Linear + autograd + torch.optim.SGD) on the same network,
+  measured again right before every configuration, so that "x plain" compares neighbours in
+  time (``replica-samples/s`` over the plain loop's samples/s);
 * the update pass's effective bandwidth (24 bytes per requested synapse: G+ and G- read and
   written, weight written, request read) next to a plain tensor copy;
 * first-call JIT time of the fused engine in a fresh process, with an empty numba cache (cold)
@@ -196,8 +198,10 @@ def main() -> None:
                 if threads == thread_counts[0] and replicas in (1, 32) and scheme in ("sgd", "mixed_precision"):
                     engines.append("reference")
                 for engine in engines:
+                    plain_now = plain_pytorch(threads, images, labels, args.seconds / 3)
                     res = measure(scheme, replicas, threads, engine, images, labels, args.seconds)
-                    res["vs_plain"] = res["replica_samples_per_s"] / plain
+                    res["plain_samples_per_s"] = plain_now
+                    res["vs_plain"] = res["replica_samples_per_s"] / plain_now
                     res["copy_gb_s"] = copy
                     report["runs"].append(res)
                     gb = res["update_gb_s"]
