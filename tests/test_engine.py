@@ -114,6 +114,39 @@ def test_fused_sensing_and_refresh_match_the_reference(scheme, device, adc_bits,
     assert torch.allclose(fus.weight, ref.weight, rtol=0, atol=2e-6 * ref.scale * g_range)
 
 
+@pytest.mark.parametrize("device", ["exponential-d2d-c2c", "exponential-abrupt-ltp", "linear-d2d-c2c"])
+@pytest.mark.parametrize("options", [{"optimize": False, "reverse_levels": 3, "window_levels": 4},
+                                     {"optimize": False, "track": False, "window_levels": 2},
+                                     {"optimize": True}])
+def test_fused_crus_matches_the_reference(device, options):
+    cfg = DEVICES[device]
+    sensing = SensingConfig(adc_bits=4, read_noise=0.005, every=3)
+    reference = make("crus", cfg, 2, sensing=sensing, options=options)
+    fused = copy.deepcopy(reference)
+    before = kernels.before_samplers([fused], "fused")[0]
+    update = kernels.updaters([fused], "fused")[0]
+    assert kernels.is_fused(before) and kernels.is_fused(update)
+    gen = torch.Generator().manual_seed(3)
+    step = reference.array.dw_step
+    for sample in range(9):
+        rows = None if sample % 2 else torch.sort(torch.randperm(40, generator=gen)[:20]).values
+        request = torch.randn(40 if rows is None else 20, 2, 12, generator=gen) * (5 * step)
+        key = Key.from_seed(9, 2).fold(sample)
+        reference.before_sample(1, key.fold(0))
+        before(1, key.fold(0))
+        reference.update(request, rows, key.fold(1))
+        update(request, rows, key.fold(1))
+        assert torch.allclose(fused.sensed.estimate, reference.sensed.estimate, rtol=0, atol=1e-5)
+    ref, fus = reference.array, fused.array
+    assert ref.counter.abs_sum.sum() > 100
+    assert (fus.counter.refreshes, fus.counter.senses) == (ref.counter.refreshes, ref.counter.senses)
+    for name in ("abs_sum", "net_sum", "programs"):
+        assert torch.equal(getattr(fus.counter, name), getattr(ref.counter, name)), name
+    g_range = float(ref.model.g_range.mean())
+    assert torch.allclose(fus.g, ref.g, rtol=0, atol=2e-6 * g_range)
+    assert torch.allclose(fus.weight, ref.weight, rtol=0, atol=2e-6 * ref.scale * g_range)
+
+
 def blobs_trainer(engine: str, scheme: str, blobs, **extra) -> Trainer:
     train, test = blobs
     cfg = build_config({"scheme.name": scheme, "device.preset": "abrupt-ltd", "device.c2c": 0.02,
@@ -138,7 +171,8 @@ def test_training_with_the_fused_engine_follows_the_reference(scheme, blobs):
 
 
 def test_the_reference_engine_is_used_where_no_kernel_exists(blobs):
-    assert blobs_trainer("auto", "crus", blobs).engine == "reference"
+    assert blobs_trainer("auto", "crus", blobs, **{"scheme.accumulate": True}).engine == "reference"
+    assert blobs_trainer("auto", "manhattan", blobs).engine == "reference"
     assert blobs_trainer("auto", "sgd", blobs).engine == "fused"
     assert blobs_trainer("reference", "sgd", blobs).engine == "reference"
 

@@ -36,11 +36,12 @@ def gradual_is_ltp(nominal: DeviceModel) -> bool:
 
 
 def model_pulses(nominal: DeviceModel, g_est: Tensor, change: Tensor, ltp: Tensor, g_min: float, g_max: float,
-                 generator: torch.Generator | None) -> Tensor:
+                 key, rows: Tensor | None = None) -> Tensor:
     """Whole pulses (>= 0) that move a device believed at ``g_est`` by ``change`` microsiemens
-    in its direction (LTP where ``ltp``): the nominal model inverted, stochastically rounded."""
+    in its direction (LTP where ``ltp``): the nominal model inverted, stochastically rounded
+    (``rows``: the global input rows of the first axis, as for :func:`stochastic_round`)."""
     target = torch.where(ltp, g_est + change, g_est - change).clamp_(g_min, g_max)
-    return stochastic_round(nominal.pulses_to(g_est, target, ltp), generator)
+    return stochastic_round(nominal.pulses_to(g_est, target, ltp), key, rows)
 
 
 def refresh_pairs(array, estimate: Tensor, mask: Tensor, home_is_min: bool, nominal: DeviceModel,

@@ -172,7 +172,7 @@ class CRUS(UpdateScheme):
         g_est = torch.where(moves_plus, est[:, 0], est[:, 1])
         change = request.abs() * (1.0 / self.array.scale)  # microsiemens on one device
         if self.accumulator is None:
-            n = model_pulses(self.ctx.nominal, g_est, change, ltp, self.g_min, self.g_max, generator)
+            n = model_pulses(self.ctx.nominal, g_est, change, ltp, self.g_min, self.g_max, generator, rows)
         else:  # whole pulses only; the remainder stays owed
             target = torch.where(ltp, g_est + change, g_est - change).clamp_(self.g_min, self.g_max)
             n = self.accumulator.due(self.ctx.nominal.pulses_to(g_est, target, ltp))

@@ -18,6 +18,8 @@ from hnntrain.physics import rng
 from hnntrain.spec.config import ConfigError
 
 Update = Callable[..., None]
+NEEDS_NOMINAL_INVERSE = ("crus",)
+"""Schemes whose fused update inverts the nominal device (exponential or linear only)."""
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 """Hidden activations of the fused forward and backward pass (:mod:`.network`)."""
 _warned = False
@@ -30,12 +32,17 @@ def available() -> bool:
 
 def _fused_for(scheme) -> Update | None:
     from hnntrain.engine.kernels.devices import supported
+    from hnntrain.engine.kernels.refresh import nominal_arguments
     from hnntrain.engine.kernels.updates import KERNELS
     from hnntrain.schemes import SCHEMES
 
     kernel = KERNELS.get(scheme.name)
     if kernel is None or type(scheme) is not SCHEMES.get(scheme.name):
         return None  # no kernel, or a subclass that may change the update
+    if scheme.name in NEEDS_NOMINAL_INVERSE and nominal_arguments(scheme.ctx.nominal) is None:
+        return None
+    if scheme.name == "crus" and scheme.options.accumulate:
+        return None
     array = scheme.array
     if array.uses_devices and not supported(array.model):
         return None
@@ -46,14 +53,15 @@ def _fused_for(scheme) -> Update | None:
 
 
 def _fused_before(scheme) -> Update | None:
-    from hnntrain.engine.kernels.refresh import nominal_arguments, sense_and_refresh
-    from hnntrain.schemes import SCHEMES
+    from hnntrain.engine.kernels.refresh import crus_sense_and_refresh, nominal_arguments, sense_and_refresh
 
-    if scheme.name not in ("unidirectional", "mixed_precision") or type(scheme) is not SCHEMES.get(scheme.name):
+    if _fused_for(scheme) is None or nominal_arguments(scheme.ctx.nominal) is None:
         return None
-    if nominal_arguments(scheme.ctx.nominal) is None or _fused_for(scheme) is None:
-        return None
-    return functools.partial(sense_and_refresh, scheme)
+    if scheme.name in ("unidirectional", "mixed_precision"):
+        return functools.partial(sense_and_refresh, scheme)
+    if scheme.name == "crus":
+        return functools.partial(crus_sense_and_refresh, scheme)
+    return None
 
 
 def is_fused(update: Update) -> bool:

@@ -64,7 +64,7 @@ def device_arguments(model: DeviceModel, shape: tuple[int, ...]) -> tuple:
     return args
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, error_model="numpy")
 def _interp(x, xp, fp, sign):
     """Piecewise-linear interpolation of increasing ``sign * xp`` -> ``fp`` at ``x``, clamped:
     the reference's ``_interp`` (left-sided search, index clamped to 1..n-1)."""
@@ -85,7 +85,7 @@ def _interp(x, xp, fp, sign):
     return fp[idx - 1] + t * (fp[idx] - fp[idx - 1])
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, error_model="numpy")
 def device_step(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative, c2c_key, elem):
     """Conductance of device (r, d, e, j) at ``g`` after ``p != 0`` signed pulses (float32)."""
     g_min = prm[0][r, d, e, j]

@@ -24,7 +24,7 @@ SIGMOID, TANH, RELU = 0, 1, 2
 ACTIVATION_KINDS = {"sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def first_forward(x, rows, w, a):
     """a (E, out) = sum over the active rows r of x[r] * w[r] (w: (in, E, out))."""
     a[:] = 0
@@ -35,7 +35,7 @@ def first_forward(x, rows, w, a):
                 a[e, j] += xv * w[r, e, j]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def activate(a, kind, h):
     """h[:, :n] = f(a); a trailing column of h (the bias input) is set to 1."""
     n = a.shape[1]
@@ -52,7 +52,7 @@ def activate(a, kind, h):
             h[e, n] = 1.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def dense_forward(h, w, a):
     """a (E, out) = h[e] @ w[:, e] per replica (h: (E, in), w: (in, E, out))."""
     a[:] = 0
@@ -63,7 +63,7 @@ def dense_forward(h, w, a):
                 a[e, k] += hv * w[i, e, k]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def softmax_delta(a, label, delta, loss):
     """delta = softmax(a) - onehot(label), loss = -log softmax(a)[label], per replica."""
     for e in range(a.shape[0]):
@@ -80,7 +80,7 @@ def softmax_delta(a, label, delta, loss):
         delta[e, label] -= 1.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def dense_backward(h_in, delta, w, n_hidden, kind, neg_lr, request, delta_in):
     """request[i, e, k] = h_in[e, i] delta[e, k] * (-lr); delta_in[e, i] = (w[i, e] . delta[e]) f'(h_in[e, i])."""
     for i in range(w.shape[0]):
@@ -100,7 +100,7 @@ def dense_backward(h_in, delta, w, n_hidden, kind, neg_lr, request, delta_in):
                 delta_in[e, i] = back * grad
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def first_request(x, rows, delta, neg_lr, request):
     """request[a, e, j] = x[rows[a]] delta[e, j] * (-lr)."""
     for a in range(rows.size):
@@ -110,7 +110,7 @@ def first_request(x, rows, delta, neg_lr, request):
                 request[a, e, j] = xv * delta[e, j] * neg_lr
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def add_requests(total, request, rows):
     """total[rows[a]] += request[a] in float64 (the update-noise request sum)."""
     for a in range(rows.size):

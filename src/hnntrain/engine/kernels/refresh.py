@@ -1,11 +1,13 @@
-"""Fused sensing and refresh of ``unidirectional`` and ``mixed_precision`` (their
+"""Fused sensing and refresh of ``unidirectional``, ``mixed_precision`` and ``crus`` (their
 ``before_sample``): one pass over the array instead of a dozen whole-array tensor operations.
 
-Per pair, as :meth:`Unidirectional.before_sample <hnntrain.schemes.unidirectional.Unidirectional.before_sample>`
-and :func:`~hnntrain.schemes.common.refresh_pairs` do with tensors::
+Per pair, as :meth:`Unidirectional.before_sample <hnntrain.schemes.unidirectional.Unidirectional.before_sample>`,
+:meth:`CRUS.before_sample <hnntrain.schemes.crus.CRUS.before_sample>` and
+:func:`~hnntrain.schemes.common.refresh_pairs` do with tensors::
 
     read        G_sensed = ADC(G + sigma_read * range * xi_READ)            (both devices)
-    due         both devices sensed farther than threshold * range from home
+    due         unidirectional: both devices sensed farther than threshold * range from home;
+                crus: the policy's refresh table at the pair's sensed codes
     reset       G = clip(home) per device (a program event each)
     reprogram   n = floor(pulses_to(home -> target) + U_ROUND), target from the sensed difference
                 on one device, |n| <= levels, applied with the device physics (C2C noise)
@@ -20,6 +22,7 @@ import math
 
 import numba
 import numpy as np
+import torch
 
 from hnntrain.engine.kernels.devices import device_arguments, device_step
 from hnntrain.physics import rng
@@ -28,25 +31,28 @@ from hnntrain.physics.rng import bits_nb, normal_nb, uniform_nb
 NOMINAL_LINEAR, NOMINAL_EXPONENTIAL = 0, 1
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(inline="always", cache=True, error_model="numpy")
 def _sense(g, sigma_range, codes, lsb, lo, g_range, read_key, elem):
     if sigma_range > 0:
         g = g + np.float32(normal_nb(bits_nb(read_key, elem))) * sigma_range
     if codes == 0:
         return g
-    code = min(max(np.round((g - lo) / g_range * codes), np.float32(0.0)), codes)
-    return lo + code * lsb
+    # np.round of a float32 is a float64 in numba: cast back, or the sum below rounds once
+    # instead of twice and the reading differs from the reference in the last bit
+    code = np.float32(min(max(np.round((g - lo) / g_range * codes), np.float32(0.0)), codes))
+    return np.float32(lo + code * lsb)
 
 
-@numba.njit(inline="always", cache=True)
-def _pulses_from(home, target, ltp, nominal_kind, nominal):
-    """The nominal model inverted: continuous pulses (>= 0) from ``home`` to ``target``."""
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def pulses_between(start, target, ltp, nominal_kind, nominal):
+    """The nominal model inverted (``DeviceModel.pulses_to``): continuous pulses (>= 0) from
+    ``start`` to ``target`` along LTP (``ltp``) or LTD."""
     if nominal_kind == NOMINAL_LINEAR:
-        change = target - home if ltp else home - target
+        change = target - start if ltp else start - target
         return max(change / nominal[4], np.float32(0.0))
     g_inf = nominal[0] if ltp else nominal[1]
     a = nominal[2] if ltp else nominal[3]
-    ratio = (home - g_inf) / (target - g_inf)
+    ratio = (start - g_inf) / (target - g_inf)
     n = a * np.float32(math.log(max(ratio, np.float32(1e-30))))
     if math.isnan(n):
         return np.float32(0.0)
@@ -55,12 +61,21 @@ def _pulses_from(home, target, ltp, nominal_kind, nominal):
     return max(n, np.float32(0.0))
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def policy_code(g, lo, code_scale, levels):
+    """ADC level of a sensed conductance for a CRUS policy lookup (``CRUS._codes``)."""
+    return int(min(max(np.round((g - lo) * code_scale), np.float32(0.0)), np.float32(levels - 1)))
+
+
+@numba.njit(cache=True, error_model="numpy")
 def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, read_keys, threshold, home_is_min,
+                   due_table, code_scale, levels, estimate,
                    nominal_kind, nominal, cap, round_keys, c2c_keys, kind, prm, curve_up, curve_down, grid,
                    c2c, multiplicative, abs_sum, net_sum, programs):
     """Sense every pair of ``g`` (rows, 2, E, out) and refresh the due ones in place; returns
-    the number of refreshed pairs."""
+    the number of refreshed pairs. ``due_table`` (levels^2 booleans; empty: the threshold
+    rule) flags pairs by their sensed codes; ``estimate`` (empty: not kept) receives what the
+    controller believes afterwards: the reading, or the target of a refreshed device."""
     rows, _, replicas, out = g.shape
     g_range = hi - lo
     home = lo if home_is_min else hi
@@ -70,9 +85,17 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, read_keys, th
             for j in range(out):
                 s0 = _sense(g[r, 0, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (r * 2) * out + j)
                 s1 = _sense(g[r, 1, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (r * 2 + 1) * out + j)
-                away0 = s0 - lo if home_is_min else hi - s0
-                away1 = s1 - lo if home_is_min else hi - s1
-                if not (away0 > threshold and away1 > threshold):
+                if estimate.size > 0:
+                    estimate[r, 0, e, j] = s0
+                    estimate[r, 1, e, j] = s1
+                if due_table.size > 0:
+                    due = due_table[policy_code(s0, lo, code_scale, levels) * levels
+                                    + policy_code(s1, lo, code_scale, levels)]
+                else:
+                    away0 = s0 - lo if home_is_min else hi - s0
+                    away1 = s1 - lo if home_is_min else hi - s1
+                    due = away0 > threshold and away1 > threshold
+                if not due:
                     continue
                 refreshed += 1
                 diff = s0 - s1
@@ -84,9 +107,11 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, read_keys, th
                     else:
                         target = hi - (down if d == 0 else up)
                     target = min(max(target, lo), hi)
+                    if estimate.size > 0:
+                        estimate[r, d, e, j] = target
                     start = min(max(home, prm[0][r, d, e, j]), prm[1][r, d, e, j])
                     programs[d, e] += 1
-                    x = _pulses_from(home, target, home_is_min, nominal_kind, nominal)
+                    x = pulses_between(home, target, home_is_min, nominal_kind, nominal)
                     n = np.floor(x + uniform_nb(bits_nb(round_keys[e], (r * 2 + d) * out + j)))
                     p = min(n, cap) if home_is_min else -min(n, cap)
                     if p != 0:
@@ -100,21 +125,49 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, read_keys, th
 
 
 def nominal_arguments(nominal) -> tuple[int, np.ndarray] | None:
-    """(kind, [g_inf_ltp, g_inf_ltd, a_ltp, a_ltd, step]) of a nominal exponential or linear
-    model; None for others (the reference refresh then runs)."""
+    """(kind, [g_inf_ltp, g_inf_ltd, a_ltp, a_ltd, step, -1/a_ltp, -1/a_ltd]) of a nominal
+    exponential or linear model (float32, as the model holds them); None for others (the
+    reference then runs)."""
     if nominal.name == "exponential":
-        values = [float(nominal.g_inf_ltp), float(nominal.g_inf_ltd), float(nominal.a_ltp), float(nominal.a_ltd), 0.0]
+        names = ("g_inf_ltp", "g_inf_ltd", "a_ltp", "a_ltd", None, "neg_inv_a_ltp", "neg_inv_a_ltd")
+        values = [float(getattr(nominal, n)) if n else 0.0 for n in names]
         return NOMINAL_EXPONENTIAL, np.array(values, np.float32)
     if nominal.name == "linear":
-        return NOMINAL_LINEAR, np.array([0.0, 0.0, 0.0, 0.0, float(nominal.step)], np.float32)
+        return NOMINAL_LINEAR, np.array([0.0, 0.0, 0.0, 0.0, float(nominal.step), 0.0, 0.0], np.float32)
     return None
+
+
+_NO_TABLE = np.zeros(0, np.bool_)
+_NO_ESTIMATE = np.zeros((0, 0, 0, 0), np.float32)
 
 
 def sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
     """Fused ``before_sample`` of a Unidirectional (or MixedPrecision) ``scheme`` whose nominal
     device is exponential or linear (see :func:`nominal_arguments`)."""
-    if not scheme.refresh_due(samples):
+    if scheme.refresh_due(samples):
+        threshold = np.float32(scheme.options.refresh_threshold * (scheme.g_max - scheme.g_min))
+        _run(scheme, key, threshold, bool(scheme.gradual_ltp), _NO_TABLE, 1.0, 1, _NO_ESTIMATE)
+
+
+def crus_sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
+    """Fused ``before_sample`` of :class:`~hnntrain.schemes.crus.CRUS`: the read into the sensed
+    estimate when due, and the policy's refresh."""
+    sensed = scheme.sensed
+    sensed.samples_since_read += samples
+    if sensed.estimate is not None and sensed.samples_since_read < sensed.every:
         return
+    sensed.samples_since_read = 0
+    if sensed.estimate is None:
+        sensed.estimate = torch.empty_like(scheme.array.g)
+    table = scheme.policy.refresh.ravel().astype(np.bool_)
+    if not scheme.options.refresh:
+        table = np.zeros_like(table)
+    levels = scheme.levels
+    _run(scheme, key, np.float32(0.0), bool(scheme.home_is_min), table,
+         (levels - 1) / (scheme.g_max - scheme.g_min), levels, sensed.estimate.numpy())
+
+
+def _run(scheme, key, threshold, home_is_min, table, code_scale, levels, estimate) -> None:
     nominal = nominal_arguments(scheme.ctx.nominal)
     array, sensor = scheme.array, scheme.ctx.sensor
     lo, hi = sensor.g_min, sensor.g_max
@@ -127,7 +180,78 @@ def sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
     refreshed = refresh_kernel(
         array.g.numpy(), array.w.numpy(), np.float32(array.scale), np.float32(sensor.cfg.read_noise * (hi - lo)),
         np.float32(sensor.codes), np.float32(sensor.lsb), np.float32(lo), np.float32(hi), read_keys,
-        np.float32(scheme.options.refresh_threshold * (hi - lo)), bool(scheme.gradual_ltp), nominal[0], nominal[1],
+        threshold, home_is_min, table, np.float32(code_scale), levels, estimate, nominal[0], nominal[1],
         np.float32(array.model.levels), round_keys, c2c_keys, *device,
         counter.abs_sum.numpy(), counter.net_sum.numpy(), counter.programs.numpy())
     counter.refreshes += int(refreshed)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def nominal_step(g, p, lo, hi, nominal_kind, nominal):
+    """The controller's model of ``p != 0`` pulses from ``g`` (``DeviceModel.apply`` without
+    noise on the nominal device): the tracked estimate."""
+    if nominal_kind == NOMINAL_LINEAR:
+        g = g + p * nominal[4]
+    elif p > 0:
+        g = g + (g - nominal[0]) * np.float32(math.expm1(abs(p) * nominal[5]))
+    else:
+        g = g + (g - nominal[1]) * np.float32(math.expm1(abs(p) * nominal[6]))
+    return min(max(g, lo), hi)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, table_down, levels, code_scale, lo, hi,
+                nominal_kind, nominal, cap, track, round_keys, c2c_keys, kind, prm, curve_up, curve_down, grid,
+                c2c, multiplicative, abs_sum, net_sum):
+    """``crus`` (without ``accumulate``) on the input rows ``rows`` of one layer, in place: the
+    policy's direction at the sensed codes, the nominal model inverted for the count, one
+    device pulsed, the estimate tracked (``CRUS.update``)."""
+    replicas = g.shape[2]
+    out = g.shape[3]
+    for a in range(rows.size):
+        r = rows[a]
+        for e in range(replicas):
+            for j in range(out):
+                est0 = estimate[r, 0, e, j]
+                est1 = estimate[r, 1, e, j]
+                idx = policy_code(est0, lo, code_scale, levels) * levels + policy_code(est1, lo, code_scale, levels)
+                req = request[a, e, j]
+                increase = req > 0
+                ltp = not (table_up[idx] if increase else table_down[idx])
+                moves_plus = increase == ltp
+                g_est = est0 if moves_plus else est1
+                change = abs(req) * inv_scale
+                target = g_est + change if ltp else g_est - change
+                target = min(max(target, lo), hi)
+                x = pulses_between(g_est, target, ltp, nominal_kind, nominal)
+                n = np.floor(x + uniform_nb(bits_nb(round_keys[e], r * out + j)))
+                if n == 0:
+                    continue
+                p = min(n, cap) if ltp else -min(n, cap)
+                d = 0 if moves_plus else 1
+                g[r, d, e, j] = device_step(g[r, d, e, j], p, r, d, e, j, kind, prm, curve_up, curve_down, grid,
+                                            c2c, multiplicative, c2c_keys[e], (r * 2 + d) * out + j)
+                abs_sum[d, e] += abs(p)
+                net_sum[d, e] += p
+                w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
+                if track:
+                    estimate[r, d, e, j] = nominal_step(g_est, p, lo, hi, nominal_kind, nominal)
+
+
+def crus_update(scheme, request, rows, key: rng.Key) -> None:
+    """Fused :meth:`CRUS.update <hnntrain.schemes.crus.CRUS.update>` (without ``accumulate``)."""
+    array = scheme.array
+    nominal = nominal_arguments(scheme.ctx.nominal)
+    levels = scheme.levels
+    row_index = np.arange(array.g.shape[0], dtype=np.int64) if rows is None else \
+        (rows if isinstance(rows, np.ndarray) else rows.numpy())
+    round_keys = key.take(rng.ROUND)
+    c2c_keys = key.take(rng.C2C)
+    crus_kernel(array.g.numpy(), array.w.numpy(), np.float32(array.scale), np.float32(1.0 / array.scale),
+                request.detach().numpy(), row_index, scheme.sensed.estimate.numpy(),
+                scheme.policy.up.ravel().astype(np.bool_), scheme.policy.down.ravel().astype(np.bool_), levels,
+                np.float32((levels - 1) / (scheme.g_max - scheme.g_min)), np.float32(scheme.g_min),
+                np.float32(scheme.g_max), nominal[0], nominal[1], np.float32(array.max_pulses),
+                bool(scheme.sensed.track), round_keys, c2c_keys,
+                *device_arguments(array.model, tuple(array.g.shape)),
+                array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())

@@ -14,11 +14,12 @@ import numpy as np
 from torch import Tensor
 
 from hnntrain.engine.kernels.devices import device_arguments, device_step
+from hnntrain.engine.kernels.refresh import crus_update
 from hnntrain.physics import rng
 from hnntrain.physics.rng import bits_nb, uniform_nb
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def push_pull_kernel(g, w, request, rows, to_pulses, cap, w_scale, round_keys, c2c_keys,
                      kind, prm, curve_up, curve_down, grid, c2c, multiplicative, abs_sum, net_sum):
     """``sgd`` on the input rows ``rows`` of one layer, in place::
@@ -46,7 +47,7 @@ def push_pull_kernel(g, w, request, rows, to_pulses, cap, w_scale, round_keys, c
                 w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def gradual_kernel(g, w, request, rows, to_pulses, cap, w_scale, accumulator, step, round_keys, c2c_keys,
                    gradual_ltp, kind, prm, curve_up, curve_down, grid, c2c, multiplicative, abs_sum, net_sum):
     """``unidirectional`` (no accumulator: ``accumulator.size == 0``) or ``mixed_precision`` on
@@ -145,5 +146,5 @@ def fp(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
 
 
 KERNELS = {"sgd": sgd, "fp": fp, "unidirectional": unidirectional, "mixed_precision": mixed_precision,
-           "tiki_taka": tiki_taka}
+           "tiki_taka": tiki_taka, "crus": crus_update}
 """Scheme name -> fused update(scheme, request, rows, key)."""
