@@ -147,6 +147,26 @@ def test_fused_crus_matches_the_reference(device, options):
     assert torch.allclose(fus.weight, ref.weight, rtol=0, atol=2e-6 * ref.scale * g_range)
 
 
+@pytest.mark.parametrize("options", [{"threshold": 2.0, "transfer_lr": 1.0}, {"transfer_every": 2}])
+def test_fused_tiki_taka_transfer_matches_the_reference(options):
+    sensing = SensingConfig(adc_bits=4, read_noise=0.01)
+    reference = make("tiki_taka", DEVICES["exponential-d2d-c2c"], 2, sensing=sensing, options=options)
+    fused = copy.deepcopy(reference)
+    update = kernels.updaters([fused], "fused")[0]
+    gen = torch.Generator().manual_seed(4)
+    for sample in range(30):
+        request = torch.randn(40, 2, 12, generator=gen) * (8 * reference.array.dw_step)
+        reference.update(request, None, Key.from_seed(6, 2).fold(sample))
+        update(request, None, Key.from_seed(6, 2).fold(sample))
+    ref, fus = reference.array, fused.array
+    assert ref.counter.abs_sum.sum() > 0 and fused.row == reference.row
+    assert fus.counter.senses == ref.counter.senses
+    assert torch.equal(fus.counter.abs_sum, ref.counter.abs_sum)
+    g_range = float(ref.model.g_range.mean())
+    assert torch.allclose(fus.g, ref.g, rtol=0, atol=2e-6 * g_range)
+    assert torch.allclose(fused.accumulator.value, reference.accumulator.value, rtol=0, atol=1e-4)
+
+
 def blobs_trainer(engine: str, scheme: str, blobs, **extra) -> Trainer:
     train, test = blobs
     cfg = build_config({"scheme.name": scheme, "device.preset": "abrupt-ltd", "device.c2c": 0.02,

@@ -32,7 +32,7 @@ NOMINAL_LINEAR, NOMINAL_EXPONENTIAL = 0, 1
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _sense(g, sigma_range, codes, lsb, lo, g_range, read_key, elem):
+def sense(g, sigma_range, codes, lsb, lo, g_range, read_key, elem):
     if sigma_range > 0:
         g = g + np.float32(normal_nb(bits_nb(read_key, elem))) * sigma_range
     if codes == 0:
@@ -83,8 +83,8 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, read_keys, th
     for r in range(rows):
         for e in range(replicas):
             for j in range(out):
-                s0 = _sense(g[r, 0, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (r * 2) * out + j)
-                s1 = _sense(g[r, 1, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (r * 2 + 1) * out + j)
+                s0 = sense(g[r, 0, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (r * 2) * out + j)
+                s1 = sense(g[r, 1, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (r * 2 + 1) * out + j)
                 if estimate.size > 0:
                     estimate[r, 0, e, j] = s0
                     estimate[r, 1, e, j] = s1

@@ -14,7 +14,7 @@ import numpy as np
 from torch import Tensor
 
 from hnntrain.engine.kernels.devices import device_arguments, device_step
-from hnntrain.engine.kernels.refresh import crus_update
+from hnntrain.engine.kernels.refresh import crus_update, sense
 from hnntrain.physics import rng
 from hnntrain.physics.rng import bits_nb, uniform_nb
 
@@ -85,6 +85,34 @@ def gradual_kernel(g, w, request, rows, to_pulses, cap, w_scale, accumulator, st
                 w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
 
 
+@numba.njit(cache=True, error_model="numpy")
+def transfer_kernel(fast_g, fast_scale, g, w, w_scale, row, sigma_range, codes, lsb, lo, g_range, read_keys, gain,
+                    threshold, masked, accumulator, cap, c2c_keys, kind, prm, curve_up, curve_down, grid, c2c,
+                    multiplicative, abs_sum, net_sum):
+    """Tiki-Taka's transfer of input row ``row``: read A's pairs, H += gain * A_read,
+    n = clip(trunc(H), -cap, cap) where |H| >= threshold (``masked``), H -= n, push-pull n on C."""
+    replicas = g.shape[2]
+    out = g.shape[3]
+    for e in range(replicas):
+        for j in range(out):
+            s0 = sense(fast_g[row, 0, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (row * 2) * out + j)
+            s1 = sense(fast_g[row, 1, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (row * 2 + 1) * out + j)
+            h = accumulator[row, e, j] + (s0 - s1) * fast_scale * gain
+            n = min(max(np.trunc(h), -cap), cap)
+            if masked and not abs(h) >= threshold:
+                n = np.float32(0.0)
+            accumulator[row, e, j] = h - n
+            if n == 0:
+                continue
+            for d in range(2):
+                p = n if d == 0 else -n
+                g[row, d, e, j] = device_step(g[row, d, e, j], p, row, d, e, j, kind, prm, curve_up, curve_down,
+                                              grid, c2c, multiplicative, c2c_keys[e], (row * 2 + d) * out + j)
+                abs_sum[d, e] += abs(p)
+                net_sum[d, e] += p
+            w[row, e, j] = (g[row, 0, e, j] - g[row, 1, e, j]) * w_scale
+
+
 def _rows(rows: Tensor | np.ndarray | None, count: int) -> np.ndarray:
     if rows is None:
         return np.arange(count, dtype=np.int64)
@@ -112,7 +140,25 @@ def tiki_taka(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> Non
     _push_pull(scheme.fast, request, rows, key)
     scheme.updates += 1
     if scheme.updates % scheme.options.transfer_every == 0:
-        scheme._transfer(key)
+        _transfer(scheme, key)
+
+
+def _transfer(scheme, key: rng.Key) -> None:
+    """``TikiTaka._transfer`` fused (same draws: READ, then C's C2C)."""
+    array, fast, sensor, options = scheme.array, scheme.fast, scheme.ctx.sensor, scheme.options
+    row = scheme.row
+    fast.counter.senses += fast.g[row].numel()
+    read_keys = key.take(rng.READ)
+    c2c_keys = key.take(rng.C2C)
+    accumulator = scheme.accumulator
+    transfer_kernel(fast.g.numpy(), np.float32(fast.scale), array.g.numpy(), array.w.numpy(), np.float32(array.scale),
+                    row, np.float32(sensor.cfg.read_noise * (sensor.g_max - sensor.g_min)), np.float32(sensor.codes),
+                    np.float32(sensor.lsb), np.float32(sensor.g_min), np.float32(sensor.g_max - sensor.g_min),
+                    read_keys, np.float32(options.transfer_lr * 0.5 / array.dw_step), np.float32(options.threshold),
+                    options.threshold > 1.0, accumulator.value.numpy(), np.float32(accumulator.cap), c2c_keys,
+                    *device_arguments(array.model, tuple(array.g.shape)),
+                    array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
+    scheme.row = (row + 1) % fast.g.shape[0]
 
 
 def unidirectional(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
