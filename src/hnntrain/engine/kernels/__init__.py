@@ -53,7 +53,11 @@ def _fused_for(scheme) -> Update | None:
 
 
 def _fused_before(scheme) -> Update | None:
-    from hnntrain.engine.kernels.refresh import crus_sense_and_refresh, nominal_arguments, sense_and_refresh
+    from hnntrain.engine.kernels.refresh import (
+        crus_sense_and_refresh,
+        nominal_arguments,
+        sense_and_refresh,
+    )
 
     if _fused_for(scheme) is None or nominal_arguments(scheme.ctx.nominal) is None:
         return None
