@@ -139,7 +139,7 @@ def jit_probe() -> None:
     """Child process: seconds of the first fused steps beyond the steady-state cost (JIT)."""
     images, labels = load_data(200, synthetic=True)
     total = 0.0
-    for scheme != "fp":
+    for scheme in ("sgd", "mixed_precision"):
         trainer = trainer_for(scheme, 1, 1, "fused", images, labels)
         x, y = trainer.train_x, trainer.train_y
         times = []
