@@ -57,6 +57,6 @@ def test_without_a_sample_only_the_long_window_accumulates():
 def test_layer_un_keeps_its_meaning():
     w = torch.zeros(4, 2, 3, dtype=torch.float64)
     layer = UpdateNoise(w, window=5)
-    err, ask = layer.record_window1(torch.full_like(w, 2.0), torch.ones_like(w))
+    err, _ = layer.record_window1(torch.full_like(w, 2.0), torch.ones_like(w))
     assert torch.allclose(err, torch.full((2,), 12.0, dtype=torch.float64))
     assert layer.take()["window1"] == [1.0, 1.0]
