@@ -44,7 +44,8 @@ class StepResult:
     loss: Tensor
     """(E,) summed cross-entropy of the batch, per replica."""
     requests: list[Tensor]
-    """Per layer, the SGD weight change (E, out, k) on the layer's active columns."""
+    """Per layer, the SGD weight change (k, E, out), input-major like the arrays: k is the
+    layer's input rows (the selected active rows for the first layer, all rows otherwise)."""
 
 
 class MLP:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from hnntrain.schemes.base import UpdateScheme, register
-from hnntrain.schemes.common import push_pull
+from hnntrain.schemes.common import push_pull, push_pull_count
 from hnntrain.spec.config import ConfigError
 
 
@@ -81,7 +81,7 @@ class Manhattan(UpdateScheme):
             request, rows = self.summed * (1.0 / self.pending), None
             self.summed = torch.zeros_like(self.summed)
             self.pending = 0
-        touched = (request.abs() >= self.options.min_request * 2 * self.array.dw_step) & (request != 0)
+        touched = (push_pull_count(request, self.array.dw_step).abs() >= self.options.min_request) & (request != 0)
         n = torch.where(touched, torch.sign(request) * float(self.options.pulses), torch.zeros_like(request))
         self.array.pulse(push_pull(n), rows, generator)
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
-from hnntrain.schemes.common import push_pull
+from hnntrain.schemes.common import push_pull, push_pull_count
 
 
 @register
@@ -28,5 +28,5 @@ class OpenLoopSGD(UpdateScheme):
     name = "sgd"
 
     def update(self, request: Tensor, rows: Tensor | None, generator: torch.Generator | None) -> None:
-        n = stochastic_round(request * (0.5 / self.array.dw_step), generator)
+        n = stochastic_round(push_pull_count(request, self.array.dw_step), generator)
         self.array.pulse(push_pull(n), rows, generator)
