@@ -33,7 +33,7 @@ def test_every_scheme_declares_its_hardware(scheme):
 
 
 def test_manhattan_moves_every_touched_weight_by_its_fixed_step():
-    updater, array = make("manhattan", pulses=2)
+    updater, array = make("manhattan", pulses=2, batch=1, min_request=0.5)
     step = 2 * array.dw_step  # one push-pull pulse on a linear device
     request = torch.randn(array.weight.shape, generator=torch.Generator().manual_seed(0)) * 5 * step
     request[0] = 0.1 * step  # below half a pulse: not touched
@@ -137,5 +137,43 @@ def test_manhattan_learns_with_mini_batches(blobs, tmp_path):
     from hnntrain.engine.run import run
 
     res = run(build_config({"model.hidden": [20], "device.preset": "ideal", "scheme.name": "manhattan",
-                            "train.batch_size": 10, "train.lr": 1.0, "train.epochs": 3}), tmp_path, datasets=blobs)
+                            "train.batch_size": 10, "train.lr": 1.0, "train.epochs": 3, "scheme.batch": 1}), tmp_path,
+              datasets=blobs)
     assert res["test_accuracy"] > 0.8
+
+
+def test_manhattan_takes_the_sign_of_a_mini_batch_inside_the_scheme():
+    updater, array = make("manhattan", batch=3)
+    step = 2 * array.dw_step
+    first = torch.full_like(array.weight, 5 * step)
+    first[0] = -5 * step
+    second = torch.full_like(array.weight, -2 * step)
+    second[0] = 1 * step
+    before = array.weight.clone()
+    updater.update(first, None, None)
+    updater.update(second, torch.arange(array.weight.shape[0]), None)
+    assert torch.equal(array.weight, before)  # nothing applied within the mini-batch
+    updater.update(torch.zeros_like(first), None, None)
+    moved = (array.weight - before) / step
+    assert torch.allclose(moved[1:], torch.ones_like(moved[1:]), atol=1e-4)  # sign of 5 - 2 + 0
+    assert torch.allclose(moved[0], -torch.ones_like(moved[0]), atol=1e-4)  # sign of -5 + 1 + 0
+    assert updater.hardware()["digital_bits_per_synapse"] == 16
+
+
+def test_neurosim_pulses_one_device_against_a_fixed_reference_with_nearest_rounding():
+    updater, array = make("neurosim", g_ref_fraction=0.5)
+    ref = array.g[:, 1].clone()
+    assert torch.allclose(ref, torch.full_like(ref, 5.5))  # mid-range of the ideal device's 1..10 uS
+    step = array.dw_step  # one pulse on one device
+    request = torch.full_like(array.weight, 1.49 * step)
+    request[0] = -2.5 * step
+    request[1] = 0.49 * step
+    before = array.weight.clone()
+    updater.update(request, None, torch.Generator().manual_seed(0))
+    moved = (array.weight - before) / step
+    assert torch.allclose(moved[2:], torch.ones_like(moved[2:]), atol=1e-4)  # 1.49 -> 1, every time
+    assert torch.allclose(moved[0], torch.full_like(moved[0], -3.0), atol=1e-4)  # halves away from zero
+    assert torch.count_nonzero(moved[1].abs() > 1e-6) == 0  # under half a pulse: lost
+    assert torch.equal(array.g[:, 1], ref)  # the reference never moves
+    totals = array.counter.totals()
+    assert totals["ltp"][1][0] == 0 and totals["ltd"][1][0] == 0

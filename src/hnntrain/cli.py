@@ -324,9 +324,13 @@ def optimize_command(
     no_reverse: bool = typer.Option(False, "--no-reverse", help="Forbid reverse updates."),
     no_refresh: bool = typer.Option(False, "--no-refresh", help="Forbid refresh."),
     show_tables: bool = typer.Option(False, "--tables", help="Print the full policy tables."),
+    check: bool = typer.Option(False, "--check", help="Also run the policy (Monte Carlo, ~1 s) and print its measured cost."),
 ) -> None:
-    """The linear optimization behind CRUS: policy and predicted update noise for a device."""
-    from hnntrain.schemes.optimize import OptimizeSpec, solve
+    """The linear optimization behind CRUS: policy and its cost (the program's objective, a proxy
+    on its own scale, not the update noise a training run measures) for a device."""
+    from hnntrain.schemes.crus import CrusOptions, policy_spec
+    from hnntrain.schemes.optimize import solve
+    from hnntrain.schemes.policy_check import simulate_policy
     from hnntrain.spec.config import SensingConfig
 
     try:
@@ -335,14 +339,15 @@ def optimize_command(
         from hnntrain.spec.config import RunConfig, validate
 
         validate(RunConfig(device=dev, sensing=sensing))
-        spec = OptimizeSpec(request_pulses=request_pulses, max_pulses=max_pulses, reverse=not no_reverse,
-                            refresh=not no_refresh, c2c=dev.c2c)
+        options = CrusOptions(request_pulses=request_pulses, reverse=not no_reverse, refresh=not no_refresh)
         start = time.monotonic()
-        policy = solve(dev, sensing, spec)
-        others = {name: solve(dev, sensing, OptimizeSpec(request_pulses=request_pulses, max_pulses=max_pulses,
-                                                         reverse=rev, refresh=ref, c2c=dev.c2c)).expected_un
+        policy = solve(dev, sensing, policy_spec(options, dev, max_pulses))
+        others = {name: solve(dev, sensing, policy_spec(CrusOptions(request_pulses=request_pulses, reverse=rev,
+                                                                    refresh=ref), dev, max_pulses)).lp_cost
                   for name, rev, ref in (("gradual direction only", False, False), ("no reverse", False, True),
                                          ("no refresh", True, False))}
+        solve_seconds = time.monotonic() - start
+        measured = simulate_policy(dev, sensing, options, max_pulses) if check else None
     except _user_errors() as err:
         _fail(str(err))
     table = Table(title=f"CRUS policy for {device}, {adc_bits}-bit ADC, sensed every {sense_every} samples, "
@@ -351,10 +356,14 @@ def optimize_command(
     table.add_column("value", justify="right")
     for key, value in policy.summary().items():
         table.add_row(key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value))
-    for name, un in others.items():
-        table.add_row(f"predicted UN, {name}", f"{un:.4g}")
-    table.add_row("solve time (s)", f"{time.monotonic() - start:.2f}")
+    for name, cost in others.items():
+        table.add_row(f"lp cost, {name}", f"{cost:.4g}")
+    if measured is not None:
+        table.add_row("cost measured by running the policy", f"{measured.measured:.4g} +- {measured.stderr:.2g}")
+    table.add_row("solve time (s)", f"{solve_seconds:.2f}")
     console.print(table)
+    console.print("lp cost: squared systematic error + variance / 100 updates per update, over the mean squared "
+                  "request of the assumed traffic; a proxy for ranking policies, not the update noise of a run")
     if show_tables:
         for name, grid in (("increase: 1 = LTD on G-, 0 = LTP on G+", policy.up),
                            ("decrease: 1 = LTD on G+, 0 = LTP on G-", policy.down),

@@ -19,13 +19,12 @@ def train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Tensor, l
                generator: torch.Generator, samples_done: int) -> None:
     """Apply one update of batch ``x`` (B, inputs) with labels ``y`` to every layer."""
     rows = active_rows(x)
+    before = measures.before_step(net)
     for scheme in net.schemes:
         scheme.before_sample(x.shape[0], generator)
     step = net.mlp.step(net.weights(), x, y, lr, rows)
-    sample = measures.window1_due()
-    for layer, (array, scheme, request) in enumerate(zip(net.arrays, net.schemes, step.requests)):
+    for layer, (scheme, request) in enumerate(zip(net.schemes, step.requests)):
         layer_rows = rows if layer == 0 else None  # deeper layers see dense hidden activations
-        before = measures.before_update(layer, array, request, layer_rows, sample)
+        measures.record_request(layer, request, layer_rows)
         scheme.update(request, layer_rows, generator)
-        measures.after_update(layer, array, request, layer_rows, before)
-    measures.end_step(step.loss, x.shape[0], samples_done)
+    measures.end_step(net, before, step.loss, x.shape[0], samples_done)

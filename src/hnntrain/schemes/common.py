@@ -69,6 +69,12 @@ def refresh_pairs(array, estimate: Tensor, mask: Tensor, home_is_min: bool, nomi
     return torch.where(both, target, estimate)
 
 
+def push_pull_count(request: Tensor, dw_step: float) -> Tensor:
+    """A weight change in push-pull pulses (continuous): dW / (2 dw_step), each device of the
+    pair delivering half of it with one nominal step per pulse."""
+    return request * (0.5 / dw_step)
+
+
 def push_pull(n: Tensor) -> Tensor:
     """Signed pair pulse counts (k, E, out) -> (k, 2, E, out): +n on G+, -n on G- (LTP on one
     device, LTD on the other, each worth half of the change)."""

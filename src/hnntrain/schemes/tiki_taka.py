@@ -26,7 +26,7 @@ from torch import Tensor
 from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.physics.pair import PairArray
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
-from hnntrain.schemes.common import DigitalAccumulator, push_pull
+from hnntrain.schemes.common import DigitalAccumulator, push_pull, push_pull_count
 from hnntrain.spec.config import ConfigError
 
 
@@ -94,7 +94,7 @@ class TikiTaka(UpdateScheme):
                         f"{self.options.transfer_every} update(s)"}
 
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
-        n = stochastic_round(request * (0.5 / self.fast.dw_step), generator)
+        n = stochastic_round(push_pull_count(request, self.fast.dw_step), generator)
         self.fast.pulse(push_pull(n), rows, generator)
         self.updates += 1
         if self.updates % self.options.transfer_every == 0:
@@ -104,7 +104,7 @@ class TikiTaka(UpdateScheme):
         row = self.row_index[self.row:self.row + 1]
         sensed = self.ctx.sensor.read_array(self.fast, generator, row)  # counted on the shared ledger
         a_read = (sensed[:, 0] - sensed[:, 1]) * self.fast.scale  # reference: both at g_sp -> 0
-        h = self.accumulator.add(a_read * (self.options.transfer_lr * 0.5 / self.array.dw_step), row)
+        h = self.accumulator.add(push_pull_count(a_read * self.options.transfer_lr, self.array.dw_step), row)
         n = self.accumulator.due(h, self.options.threshold)
         self.accumulator.settle(h, n, row)
         self.array.pulse(push_pull(n), row, generator)
