@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from hnntrain.physics.devices.table import TableError, read_curves
 from hnntrain.schemes import check_scheme
 from hnntrain.spec.config import SECTION_CLASSES, ConfigError, RunConfig, validate
-from hnntrain.spec.presets import PRESETS, preset_values
+from hnntrain.spec.presets import PRESETS, preset_values, pulse_prices
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -127,6 +127,7 @@ def build_config(values: Mapping[str, Any]) -> RunConfig:
     cfg = RunConfig(**{name: cls(**sections[name]) for name, cls in SECTION_CLASSES.items()})
     validate(cfg)
     check_scheme(cfg.scheme.name, dict(cfg.scheme.params))  # unknown scheme or option: fail before training
+    pulse_prices(cfg.cost.pulse_preset, cfg.device.preset)  # an unknown write-pulse technology: fail now
     return cfg
 
 
