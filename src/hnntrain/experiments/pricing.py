@@ -37,10 +37,10 @@ def reprice(result: Mapping[str, Any], overrides: Mapping[str, Any] | None = Non
 
 def run_cost(result: Mapping[str, Any]) -> dict[str, Any] | None:
     """The stored ``cost`` of a run, priced now for runs that predate it; None for a run that
-    never trained."""
+    never trained (or a bare summary without its config)."""
     if result.get("cost"):
         return result["cost"]
-    if not result.get("epochs"):
+    if not result.get("epochs") or "config" not in result:
         return None
     return reprice(result)
 
