@@ -27,7 +27,9 @@ reference), b the sensing ADC bits, B the array-read (MVM) ADC bits, c columns p
                                                             style, rows written in the row style)
       sensing           = (rows read - extra rows read) t_row(b) / S
       extra_array_reads = extra rows read * t_row(b) / S
-      refresh           = (refresh steps) (t_prog + levels * max(t_LTP, t_LTD)) / S
+      refresh           = (refresh steps) (t_prog + levels * t_rewrite) / S
+                                                           (t_rewrite: the pulse time of the refresh
+                                                            pulses' direction, weighted by their counts)
     area / synapse:
       d (1 + extra arrays) A_cell + bits A_bit + (ADCs) 2^max(B, b) A_level / N
 
@@ -191,7 +193,10 @@ def price(counts: RunCounts, cost: CostConfig, device_preset: str | None = None)
         latency["pulses"] = steps * step / s
         latency["sensing"] = (counts.rows_read - counts.extra_rows_read) * sense_row / s
         latency["extra_array_reads"] = counts.extra_rows_read * sense_row / s
-        latency["refresh"] = refresh_steps * (p.program_time_s + counts.levels * max(p.ltp_time_s, p.ltd_time_s)) / s
+        rewrites = counts.refresh_ltp + counts.refresh_ltd
+        share_ltp = counts.refresh_ltp / rewrites if rewrites else 0.5  # the rewrite's (gradual) direction
+        rewrite = counts.levels * (share_ltp * p.ltp_time_s + (1 - share_ltp) * p.ltd_time_s)
+        latency["refresh"] = refresh_steps * (p.program_time_s + rewrite) / s
     area, base = _area(counts, cost, synapses)
     return {
         "energy_j_per_sample": sum(energy.values()),
