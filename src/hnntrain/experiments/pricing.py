@@ -107,7 +107,7 @@ def cost_markdown(rows: list[dict[str, Any]], title: str) -> str:
     energy breakdown of every row."""
     head = ["| run | test accuracy % | energy/sample | latency/sample | area µm²/synapse | area overhead µm² | "
             "Pareto (acc. vs energy) | " + " | ".join(COMPONENT_LABELS[c] for c in ENERGY_COMPONENTS) + " |",
-            "| --- " * (6 + len(ENERGY_COMPONENTS)) + "|"]
+            "| --- " * (7 + len(ENERGY_COMPONENTS)) + "|"]
     lines = [f"## {title}", "", *head]
     for r in rows:
         parts = [r["label"], f"{100 * r['test_accuracy']:.2f}", format_energy(r["energy_j_per_sample"]),
@@ -144,7 +144,7 @@ def plot_accuracy_vs_energy(rows: list[dict[str, Any]], path: str | Path, title:
 
 
 def plot_energy_breakdown(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> bool:
-    """Stacked bars: each run's energy per sample by component (log-free, J/sample)."""
+    """Stacked bars: each run's energy per sample by component (J per sample, linear scale)."""
     if not rows:
         return False
     plt = pyplot()
