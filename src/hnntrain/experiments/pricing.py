@@ -136,11 +136,8 @@ def plot_accuracy_vs_energy(rows: list[dict[str, Any]], path: str | Path, title:
     ax.set_xscale("log")
     ax.set_xlabel("training energy per sample (J), log scale")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(textwrap.fill(title or "accuracy versus energy per sample", 80), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    save(plt, fig, path)
-    return True
+    return _finish(plt, fig, ax, title or "accuracy versus energy per sample", path)
 
 
 def plot_energy_breakdown(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> bool:
@@ -156,8 +153,12 @@ def plot_energy_breakdown(rows: list[dict[str, Any]], path: str | Path, title: s
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set_xticks(range(len(rows)), [r["label"] for r in rows], rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("training energy per sample (J)")
-    ax.set_title(textwrap.fill(title or "energy per sample by component", 80), fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
+    return _finish(plt, fig, ax, title or "energy per sample by component", path)
+
+
+def _finish(plt, fig, ax, title: str, path: str | Path) -> bool:
+    ax.set_title(textwrap.fill(title, 80), fontsize=9)
     ax.legend(fontsize=7)
     save(plt, fig, path)
     return True
