@@ -197,12 +197,12 @@ def compare_command(
         _fail(str(err))
     table = Table(title=title)
     for column in ("scheme", "test acc. %", "UN window", "UN window 1", "pulses/sample", "senses", "refreshes",
-                   "digital bits", "extra arrays"):
+                   "digital bits", "extra arrays", "energy/sample", "latency/sample", "µm²/synapse"):
         table.add_column(column, justify="left" if column == "scheme" else "right")
     for r in rows:
         table.add_row(r["scheme"], format_accuracy(r), f"{r['update_noise']:.3g}", f"{r['update_noise_window1']:.3g}",
                       f"{r['pulses_per_sample']:.1f}", f"{r['senses']:.3g}", f"{r['refreshes']:.0f}",
-                      str(r["digital_bits"]), str(r["extra_arrays"]))
+                      str(r["digital_bits"]), str(r["extra_arrays"]), *_cost_cells(r))
     console.print(table)
     console.print(f"written: {out / 'compare.md'}, {out / 'compare.json'}, {out / 'accuracy.png'}, "
                   f"{out / 'update-noise.png'}")
@@ -508,7 +508,8 @@ def results_command(
         return
     keys = varying_keys(runs)
     table = Table(title=f"{store}: {len(runs)} runs")
-    for column in ("hash", "sweep", *keys, "status", "test acc. %", "UN window", "pulses/sample", "s"):
+    for column in ("hash", "sweep", *keys, "status", "test acc. %", "UN window", "pulses/sample", "energy/sample",
+                   "latency/sample", "µm²/synapse", "s"):
         table.add_column(column, justify="left" if column in ("hash", "sweep", "status") or column in keys else "right")
     for run in runs:
         s = run.summary
@@ -516,8 +517,72 @@ def results_command(
                       format_accuracy(s) if s.get("test_accuracy") is not None else "-",
                       f"{s['update_noise']:.3g}" if s.get("update_noise") is not None else "-",
                       f"{s['pulses_per_sample']:.1f}" if s.get("pulses_per_sample") is not None else "-",
-                      f"{run.seconds:.0f}" if run.seconds else "-")
+                      *_cost_cells(s), f"{run.seconds:.0f}" if run.seconds else "-")
     console.print(table)
+
+
+def _cost_cells(row: dict) -> list[str]:
+    """Energy and latency per sample and area per synapse of a comparison row ("-" if unpriced)."""
+    from hnntrain.experiments.pricing import format_energy, format_latency
+
+    area = row.get("area_um2_per_synapse")
+    return [format_energy(row.get("energy_j_per_sample")), format_latency(row.get("latency_s_per_sample")),
+            "-" if area is None else f"{area:.3g}"]
+
+
+@app.command("cost")
+def cost_command(
+    target: Path = typer.Argument(..., help="A result.json, a run directory, or a results store (.sqlite)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Another price: --set cost.pulse_preset=ecram, "
+                                   "--set cost.adc_fom_j_per_step=5e-15 (repeatable)."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="Only the runs of this sweep name (stores)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the priced runs to this JSON file."),
+) -> None:
+    """Price finished runs (energy, latency per sample; area per synapse) without training again."""
+    import json
+
+    from hnntrain.experiments.pricing import (
+        cost_rows,
+        format_energy,
+        format_latency,
+        same_hardware,
+    )
+    from hnntrain.experiments.report import scheme_label
+    from hnntrain.io.resolve import parse_assignments
+    from hnntrain.spec.config import dotted_config
+
+    try:
+        overrides = parse_assignments(set_)
+        if target.suffix in (".sqlite", ".db") or (target.is_file() and target.suffix != ".json"):
+            entries = [(f"{r.config_hash[:8]} {scheme_label(r.config)}", r.result) for r in _open_store(target).runs(sweep)]
+        else:
+            file = target / "result.json" if target.is_dir() else target
+            if not file.is_file():
+                _fail(f"{file}: no result.json there; pass a run directory, its result.json or a results store")
+            result = json.loads(file.read_text())
+            entries = [(scheme_label(dotted_config(result["config"])), result)]
+        rows = cost_rows(entries, overrides, group=same_hardware)
+    except _user_errors() as err:
+        _fail(str(err))
+    if not rows:
+        _fail(f"{target}: no finished run to price")
+    table = Table(title=f"hardware cost of {target}" + (f" with {', '.join(set_)}" if set_ else ""))
+    for column in ("run", "test acc. %", "energy/sample", "latency/sample", "µm²/synapse", "overhead µm²", "Pareto",
+                   "pulses", "sensing", "digital", "refresh", "extra array", "fwd/bwd"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for r in rows:
+        e = r["energy_breakdown"]
+        table.add_row(r["label"], f"{100 * r['test_accuracy']:.2f}", format_energy(r["energy_j_per_sample"]),
+                      format_latency(r["latency_s_per_sample"]), f"{r['area_um2_per_synapse']:.3g}",
+                      f"{r['area_overhead_um2_per_synapse']:.3g}", "★" if r["pareto"] else "",
+                      *(format_energy(e[k]) for k in ("pulses", "sensing", "digital", "refresh", "extra_array_reads",
+                                                      "forward_backward")))
+    console.print(table)
+    console.print("★: on the accuracy-energy Pareto front among runs on the same hardware; energy in J per training "
+                  "sample, area per synapse (docs/cost.md)", highlight=False)
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=2) + "\n")
+        console.print(f"written: {json_out}", highlight=False)
 
 
 @app.command("report")

@@ -97,6 +97,7 @@ class Network:
             "sense_every": cfg.sensing.every if hw.get("sensing") else None,
             "max_pulses": cfg.scheme.max_pulses,
             "devices_per_weight": 2 if self.schemes[0].uses_devices else 0,
+            "weight_shapes": [list(shape) for shape in self.mlp.weight_shapes()],
         })
         return hw
 

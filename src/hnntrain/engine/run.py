@@ -18,6 +18,8 @@ import torch
 
 from hnntrain.engine.train import Trainer, TrainingDiverged
 from hnntrain.io.data import ensure_mnist, load_idx_dir
+from hnntrain.physics.cost import price_result
+from hnntrain.physics.counters import run_counters
 from hnntrain.spec.config import RunConfig, config_hash
 
 CHECKPOINT = "checkpoint.pt"
@@ -45,7 +47,7 @@ def build_result(cfg: RunConfig, trainer: Trainer | None, status: str, error: st
     final = history[-1] if history else None
     seconds = trainer.train_seconds if trainer else 0.0
     samples = trainer.samples_done if trainer else 0
-    return {
+    result = {
         "status": status,
         "error": error,
         "config": cfg.to_dict(),
@@ -61,7 +63,12 @@ def build_result(cfg: RunConfig, trainer: Trainer | None, status: str, error: st
         "train_seconds": seconds,
         "torch_threads": torch.get_num_threads(),
         "torch_device": cfg.runtime.device,
+        "samples": samples,
+        "counters": run_counters(trainer.net.arrays, cfg.train.replicas) if trainer else {},
     }
+    if trainer is not None:  # priced from the stored fields alone, so `hnntrain cost` re-prices identically
+        result["cost"] = price_result(result, cfg.cost)
+    return result
 
 
 def load_datasets(cfg: RunConfig):

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from hnntrain.experiments.pricing import cost_figures, cost_rows
 from hnntrain.experiments.summary import markdown_table, summarize
 from hnntrain.io.resolve import build_config
 from hnntrain.spec.config import RunConfig, flatten_config
@@ -50,8 +51,13 @@ def write_outputs(out: Path, results: dict[str, dict], base: dict[str, Any], tit
     from hnntrain.experiments.report import plot_accuracy, plot_update_noise
 
     rows = [summarize(r, label) for label, r in results.items()]
+    priced = cost_rows(list(results.items()))
+    on_front = {r["label"]: r["pareto"] for r in priced}
+    for row in rows:  # on the accuracy-energy Pareto front of this comparison
+        row["pareto_energy"] = on_front.get(row["scheme"], False)
     (out / "compare.json").write_text(json.dumps({"title": title, "hardware": base, "schemes": rows}, indent=2) + "\n")
-    (out / "compare.md").write_text(markdown_table(rows, title))
+    cost_md = cost_figures(priced, out, title)  # accuracy-energy front and energy breakdown
+    (out / "compare.md").write_text(markdown_table(rows, title) + "".join(f"\n{line}" for line in cost_md))
     plot_accuracy(results, out / "accuracy.png", title=title)
     plot_update_noise(results, out / "update-noise.png", title=title)
     return rows

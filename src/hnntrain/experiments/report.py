@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from hnntrain.experiments.pricing import store_cost_section
 from hnntrain.experiments.summary import format_accuracy, varying_keys
 from hnntrain.io.plotting import pyplot, save
 from hnntrain.physics.devices.base import DeviceModel
@@ -268,6 +269,10 @@ def store_report(runs: list, out: str | Path, title: str = "hnntrain sweep repor
             lines += _pivot(runs, key) + [""]
     if plot_un_vs_epoch(runs, out / "un-vs-epoch.png", title=f"{title}: update noise during training"):
         lines += ["## Update noise versus epoch", "", "![update noise versus epoch](un-vs-epoch.png)", ""]
+    def label(config: dict) -> str:
+        return ", ".join([scheme_label(config), *(f"{k.split('.', 1)[1]}={config.get(k)}" for k in axes)])
+
+    lines += store_cost_section(runs, out, categories, label)
     lines += ["## Every run", "",
               "| hash | scheme | " + " | ".join(k for k in keys if not k.startswith("scheme.")) +
               " | status | test accuracy % | UN (window) | pulses/sample | seconds |",

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from hnntrain.experiments.pricing import format_energy, run_cost
 from hnntrain.experiments.report import scheme_label
 from hnntrain.experiments.store import StoredRun
 from hnntrain.experiments.sweep import Sweep, load_sweep
@@ -131,7 +132,23 @@ def _claim_sensing(idx: _Index) -> Claim:
     measured = (f"3-bit / 1000: {_pm(key)} %; sparsest above 90 %: "
                 + (", ".join(f"{b}-bit / {k}: {a:.2f} %" for b, k, a in frontier) or "none")
                 + f"; worst setting {worst.config['sensing.adc_bits']}-bit / {worst.config['sensing.every']}: {_pm(worst)} %")
-    return Claim(claim, test, measured, "holds" if _acc(key) > 90 else "does not hold")
+    return Claim(claim, test, measured + _sensing_joules(idx, key), "holds" if _acc(key) > 90 else "does not hold")
+
+
+def _sensing_joules(idx: _Index, key: StoredRun) -> str:
+    """CRUS's sensing energy per training sample at 3-bit / 1000 against the sweep's densest
+    setting (most bits, shortest interval), priced from the runs' counters (docs/cost.md)."""
+    runs = [r for r in idx.runs if r.sweep == "claims-sensing" and _acc(r) is not None]
+    dense = max(runs, key=lambda r: (r.config["sensing.adc_bits"], -r.config["sensing.every"]))
+    sparse_cost, dense_cost = run_cost(key.result), run_cost(dense.result)
+    if sparse_cost is None or dense_cost is None or dense is key:
+        return ""
+    sparse_j, dense_j = sparse_cost["energy_breakdown"]["sensing"], dense_cost["energy_breakdown"]["sensing"]
+    where = f"{dense.config['sensing.adc_bits']}-bit / {dense.config['sensing.every']}"
+    ratio = f" ({dense_j / sparse_j:.0f}x less)" if sparse_j > 0 else ""
+    return (f"; sensing energy 3-bit / 1000: {format_energy(sparse_j)}/sample vs {where}: "
+            f"{format_energy(dense_j)}/sample{ratio}, saving {format_energy(dense_j - sparse_j)} per sample "
+            f"({_acc(dense):.2f} % there)")
 
 
 def _un(run: StoredRun | None) -> float | None:

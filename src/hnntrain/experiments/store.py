@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from hnntrain.experiments.summary import summarize, varying_keys
+from hnntrain.experiments.summary import COST_COLUMNS, summarize, varying_keys
 
 SCHEMA_VERSION = 1
 
@@ -190,7 +190,7 @@ class ResultStore:
 
 
 SUMMARY_COLUMNS = ("test_accuracy", "test_accuracy_std", "seeds", "update_noise", "update_noise_window1",
-                   "pulses_per_sample", "senses", "refreshes", "digital_bits", "extra_arrays", "samples_per_s")
+                   "pulses_per_sample", "senses", "refreshes", "digital_bits", "extra_arrays", "samples_per_s", *COST_COLUMNS)
 
 
 def runs_csv(runs: list[StoredRun]) -> str:

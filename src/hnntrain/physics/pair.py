@@ -35,6 +35,8 @@ class PairArray:
     """Conductances of one layer's device pairs, the true device model, and write counters."""
 
     uses_devices = True
+    extra = False
+    """True for a scheme's additional array (Tiki-Taka's A): its writes and reads are counted apart."""
 
     def __init__(self, g: Tensor, model: DeviceModel, scale: float, max_pulses: int):
         self.g = g
@@ -71,17 +73,17 @@ class PairArray:
         return self.w
 
     def pulse(self, pulses: Tensor, rows: Tensor | None, generator: torch.Generator | None,
-              cap: int | None = None) -> Tensor:
+              cap: int | None = None, refresh: bool = False) -> Tensor:
         """Apply signed pulse counts (k, 2, E, out) to the inputs ``rows`` (all when None).
 
         Counts are capped at ``cap`` (default ``max_pulses``) per device, applied through the
         device model with
         cycle-to-cycle noise, counted, and the weights updated. Returns the new conductances
-        of the touched columns.
+        of the touched columns. ``refresh`` marks the rewrite after a reset (counted apart).
         """
         cap = self.max_pulses if cap is None else cap
         pulses = pulses.clamp(-cap, cap)
-        self.counter.add_pulses(pulses)
+        self.counter.add_pulses(pulses, refresh, self.extra)
         if rows is None:
             self.g = self.model.apply(self.g, pulses, generator)
             self.w = self._weight(self.g)
@@ -121,6 +123,7 @@ class FloatArray:
         return self.w
 
     def add(self, dw: Tensor, rows: Tensor | None) -> None:
+        self.counter.add_write(dw.shape[0], dw.shape[2])
         if rows is None:
             self.w += dw
         else:

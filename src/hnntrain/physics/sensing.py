@@ -60,7 +60,7 @@ class Sensor:
         """Read every device of ``array`` (or of its input ``rows``) and count the reads in
         the array's write counter: the one way schemes sense."""
         g = array.g if rows is None else array.g.index_select(0, rows)
-        array.counter.senses += g.numel()
+        array.counter.add_reads(g.numel(), g.shape[0], array.extra)
         return self.read(g, generator)
 
 

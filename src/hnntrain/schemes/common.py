@@ -64,7 +64,7 @@ def refresh_pairs(array, estimate: Tensor, mask: Tensor, home_is_min: bool, nomi
     n = stochastic_round(nominal.pulses_to(start, target, ltp), generator)
     n = torch.where(both, n, torch.zeros_like(n))
     # reprogramming from home may take up to the full pulse range (a refresh is a slow write)
-    array.pulse(n if home_is_min else -n, None, generator, cap=array.model.levels)
+    array.pulse(n if home_is_min else -n, None, generator, cap=array.model.levels, refresh=True)
     array.counter.refreshes += int(mask.sum())
     return torch.where(both, target, estimate)
 

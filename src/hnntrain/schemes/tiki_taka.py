@@ -81,6 +81,7 @@ class TikiTaka(UpdateScheme):
         self.g_sp = symmetry_point(ctx.nominal.to("cpu"))
         fast = PairArray(torch.full_like(array.g, self.g_sp), array.model, array.scale, array.max_pulses)
         fast.counter = array.counter  # one write-cost ledger for both arrays
+        fast.extra = True  # its writes and reads are listed apart in the cost
         self.fast = fast
         self.accumulator = DigitalAccumulator(array.weight, array.max_pulses)
         """H, push-pull pulses of C, (in, E, out)."""

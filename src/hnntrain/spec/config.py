@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 
@@ -170,6 +170,79 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class CostConfig:
+    """Prices of the hardware operations a run counts (``hnntrain cost`` re-prices finished runs).
+
+    Pricing never changes training: ``cost`` is left out of the config hash, like ``runtime``.
+    Write-pulse prices left unset come from ``pulse_preset``, else from the device preset's own
+    technology (``gst-pcm``: PCM; ``ag-a-si``), else from NeuroSim's default device. Nodes:
+    device and read prices from NeuroSim V3.0 (32 nm), ADC from a 28 nm design, digital energy
+    from a 45 nm table, SRAM area from a 32 nm process (docs/cost.md lists each).
+    """
+
+    pulse_preset: str | None = None
+    """Write-pulse technology whose prices fill the unset pulse fields: ``ag-a-si`` (NeuroSim
+    V3.0's default device), ``pcm`` or ``ecram``; None: the device preset's own, else ag-a-si."""
+    ltp_energy_j: float | None = None
+    """J per LTP pulse on one device, >= 0. ag-a-si: 6.38e-11 = V^2 G t at 3.2 V, the mid-range
+    conductance 20.8 nS and 300 µs (NeuroSim V3.0 RealDevice, after Jo et al., Nano Lett. 10:1297,
+    2010); pcm: 0.675e-12 (SET, Kuzum et al., Nano Lett. 12:2179, 2012); ecram: 1e-15 (Tang et al.,
+    IEDM 2018, projected for 100 nm x 100 nm)."""
+    ltd_energy_j: float | None = None
+    """J per LTD pulse on one device, >= 0. ag-a-si: 4.88e-11 (2.8 V, 20.8 nS, 300 µs; as LTP);
+    pcm: 50e-12 (RESET, Kuzum et al. 2012); ecram: 1e-15 (Tang et al. 2018)."""
+    ltp_time_s: float | None = None
+    """Seconds per LTP pulse, >= 0. ag-a-si: 300e-6 (NeuroSim V3.0); pcm: 100e-9 (order of a
+    partial-SET pulse, not from the cited paper); ecram: 5e-9 (Tang et al. 2018)."""
+    ltd_time_s: float | None = None
+    """Seconds per LTD pulse, >= 0. ag-a-si: 300e-6; pcm: 50e-9 (order of a RESET pulse, not
+    from the cited paper); ecram: 5e-9."""
+    program_energy_j: float | None = None
+    """J per program event (a device reset to its home bound during refresh), >= 0. pcm: 50e-12
+    (one RESET, Kuzum et al. 2012); None: ``device.levels`` pulses of the dearer direction."""
+    program_time_s: float | None = None
+    """Seconds per program event, >= 0. pcm: 50e-9; None: ``device.levels`` pulses of the
+    slower direction."""
+    read_energy_j: float = 2.6e-17
+    """J per device read at the array (the cell only; the ADC is priced apart), >= 0:
+    V^2 G t at 0.5 V, 20.8 nS and 5 ns (NeuroSim V3.0 RealDevice)."""
+    read_time_s: float = 5e-9
+    """Seconds of one read pulse on a row, >= 0 (NeuroSim V3.0 RealDevice ``readPulseWidth``)."""
+    adc_fom_j_per_step: float = 34.4e-15
+    """ADC Walden figure of merit, J per conversion step, >= 0: a conversion at b bits costs
+    FoM * 2^b. 34.4 fJ: 7-bit 1.25 GS/s SAR in 28 nm (Ramkaj et al., IEEE JSSC 53(7):1889, 2018);
+    the best SAR designs of the Murmann ADC survey reach a few fJ (4.4 fJ: van Elzakker et al.,
+    IEEE JSSC 45(5), 2010)."""
+    adc_time_s_per_bit: float = 1.14e-10
+    """Seconds per converted bit (a SAR ADC decides one bit per cycle), >= 0: 0.8 ns per 7-bit
+    conversion at 1.25 GS/s (Ramkaj et al. 2018)."""
+    adc_area_um2_per_level: float = 55.5
+    """ADC area per code level, µm², >= 0: an ADC of b bits takes 2^b times this (capacitive DAC
+    scaling); 7,100 µm² / 128 levels (Ramkaj et al. 2018, 28 nm)."""
+    mvm_adc_bits: int = 8
+    """Bits of the ADCs that convert the array's column outputs in the forward and backward
+    passes, 1..16 (NeuroSim V3.0 ``numBitPartialSum`` = 8); also the price of an exact read."""
+    columns_per_adc: int = 16
+    """Device columns sharing one ADC through a multiplexer, >= 1 (NeuroSim V3.0 ``numColMuxed``)."""
+    cell_area_um2: float = 0.016384
+    """Area of one device with its access transistor, µm², >= 0: 1T1R 4F x 4F at F = 32 nm
+    (NeuroSim V3.0 ``heightInFeatureSize``/``widthInFeatureSize``, ``processNode``)."""
+    digital_access_j_per_bit: float = 0.156e-12
+    """J to read or write one bit of digital state, >= 0: 10 pJ per 64-bit access of an 8 KB
+    SRAM at 45 nm (Horowitz, ISSCC 2014)."""
+    digital_bit_area_um2: float = 0.171
+    """Area of one bit of digital state, µm², >= 0: 6T SRAM cell of Intel's 32 nm process
+    (Natarajan et al., IEDM 2008)."""
+    digital_mac_j: float = 4.6e-12
+    """J per floating-point multiply-accumulate of the software reference, >= 0: 32-bit FP
+    multiply 3.7 pJ + add 0.9 pJ at 45 nm (Horowitz, ISSCC 2014)."""
+    update_style: str = "parallel"
+    """How weights are written: ``parallel`` (every device of an array pulsed at once, the
+    outer-product update of Gokmen & Vlasov, Front. Neurosci. 10:333, 2016) or ``row`` (one input
+    row at a time, as NeuroSim does). Sets latency only."""
+
+
+@dataclass(frozen=True)
 class RunConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     pair: PairConfig = field(default_factory=PairConfig)
@@ -179,6 +252,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -188,9 +262,11 @@ class RunConfig:
 
 
 def config_hash(cfg: RunConfig) -> str:
-    """Stable hash of the resolved config (runtime settings excluded: they do not change results)."""
+    """Stable hash of the resolved config (runtime settings and hardware prices excluded: they do
+    not change results)."""
     data = cfg.to_dict()
     data.pop("runtime", None)
+    data.pop("cost", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -203,6 +279,7 @@ SECTION_CLASSES = {
     "train": TrainConfig,
     "data": DataConfig,
     "runtime": RuntimeConfig,
+    "cost": CostConfig,
 }
 
 
@@ -277,10 +354,24 @@ def validate(cfg: RunConfig) -> None:
            f"unknown torch device {r.device!r}; use cpu or cuda")
     _check(r.threads >= 0, "runtime.threads", "must be >= 0")
     _check(r.checkpoint_seconds > 0, "runtime.checkpoint_seconds", "must be > 0")
+    validate_cost(cfg.cost)
+
+
+def validate_cost(c: CostConfig) -> None:
+    """Range checks of the ``[cost]`` section (prices are non-negative numbers). The name in
+    ``pulse_preset`` is checked where presets are resolved (:func:`hnntrain.spec.presets.pulse_prices`)."""
+    for f in fields(CostConfig):
+        value = getattr(c, f.name)
+        if isinstance(value, float):
+            _check(math.isfinite(value) and value >= 0, f"cost.{f.name}", f"must be a price >= 0 (got {value})")
+    _check(1 <= c.mvm_adc_bits <= 16, "cost.mvm_adc_bits", f"must be 1..16 bits (got {c.mvm_adc_bits})")
+    _check(c.columns_per_adc >= 1, "cost.columns_per_adc", f"must be >= 1 (got {c.columns_per_adc})")
+    _check(c.update_style in ("parallel", "row"), "cost.update_style", "use parallel or row")
 
 
 __all__ = [
     "ConfigError",
+    "CostConfig",
     "DataConfig",
     "DeviceConfig",
     "ModelConfig",

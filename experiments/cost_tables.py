@@ -1,0 +1,53 @@
+"""Cost tables of finished comparisons (the worked example of docs/cost.md), priced from the
+runs' counters under the default prices and under other write-pulse technologies.
+
+    hnntrain compare --device abrupt-ltd --samples 10000 --set train.test_samples=2000 --out runs/abrupt-ltd
+    python experiments/cost_tables.py runs/abrupt-ltd [runs/abrupt-ltp ...] [--set cost.pulse_preset=pcm ...]
+
+For each comparison directory: accuracy, energy and latency per sample, area and area overhead
+per synapse, accuracy-energy Pareto front and energy breakdown (Markdown), then the energy
+ranking under each write-pulse technology (``ag-a-si``, ``pcm``, ``ecram``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hnntrain.experiments.pricing import cost_markdown, cost_rows, format_energy
+from hnntrain.io.resolve import parse_assignments
+from hnntrain.spec.presets import PULSE_PRICES
+
+
+def load(directory: Path) -> list[tuple[str, dict]]:
+    """(scheme label, result) of every run in a ``hnntrain compare`` output directory."""
+    rows = json.loads((directory / "compare.json").read_text())["schemes"]
+    labels = {"".join(c if c.isalnum() or c in "_-" else "-" for c in r["scheme"]): r["scheme"] for r in rows}
+    return [(labels.get(d.name, d.name), json.loads((d / "result.json").read_text()))
+            for d in sorted(directory.iterdir()) if (d / "result.json").is_file()]
+
+
+def ranking(entries: list[tuple[str, dict]], overrides: dict) -> str:
+    rows = sorted(cost_rows(entries, overrides), key=lambda r: r["energy_j_per_sample"])
+    return ", ".join(f"{r['label']}{'★' if r['pareto'] else ''} {format_energy(r['energy_j_per_sample'])}"
+                     for r in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directories", nargs="+", type=Path)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="cost.KEY=VALUE")
+    args = parser.parse_args()
+    overrides = parse_assignments(args.overrides)
+    for directory in args.directories:
+        entries = load(directory)
+        print(cost_markdown(cost_rows(entries, overrides), f"{directory.name} {' '.join(args.overrides)}".strip()))
+        for technology in PULSE_PRICES:
+            print(f"- {technology} pulses, energy ranking (★ Pareto): "
+                  f"{ranking(entries, {**overrides, 'cost.pulse_preset': technology})}")
+        print()
+
+
+if __name__ == "__main__":
+    main()
