@@ -53,7 +53,8 @@ class SchemeContext:
     sensor: Sensor
     device: DeviceConfig | None = None
     """The nominal device description (for schemes that optimize against it)."""
-    max_pulses: int = 16
+    max_pulses: int = 0
+    """``scheme.max_pulses`` (0: no clipping; the arrays resolve it to a full sweep)."""
 
     def sensed_state(self, track: bool | None = None) -> SensedState:
         """A controller estimate with this hardware's sensing; ``track`` overrides the config."""

@@ -98,8 +98,13 @@ class SchemeConfig:
 
     name: str = "sgd"
     """Scheme name (``hnntrain schemes`` lists them)."""
-    max_pulses: int = 16
-    """Pulse cap per device per update (hardware spec), integer >= 1."""
+    max_pulses: int = 0
+    """Pulses a device may receive in one update, integer >= 0; 0 (default): up to a full sweep
+    (``device.levels``), i.e. no clipping. A crossbar's pulse driver limits the pulses it fires
+    per write cycle, which is time: a larger count takes more cycles (pulses/sample reports the
+    cost), it is not dropped. A value >= 1 models a driver that cannot repeat cycles and clips
+    each device's count per update: that clips the large requests and not the small ones, a
+    bias (accumulating schemes keep the clipped part owed; open-loop schemes lose it)."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """Scheme-specific options (``scheme.<option>`` keys), checked by the scheme itself."""
 
@@ -257,7 +262,7 @@ def validate(cfg: RunConfig) -> None:
     _check(0 <= s.adc_bits <= 16, "sensing.adc_bits", f"must be 0 (exact) or 1..16 bits (got {s.adc_bits})")
     _check(s.read_noise >= 0, "sensing.read_noise", "must be >= 0 (fraction of the range)")
     _check(s.every >= 1, "sensing.every", f"must be >= 1 sample (got {s.every})")
-    _check(cfg.scheme.max_pulses >= 1, "scheme.max_pulses", "must be >= 1")
+    _check(cfg.scheme.max_pulses >= 0, "scheme.max_pulses", "must be >= 0 pulses (0: no clipping)")
     m = cfg.model
     _check(len(m.hidden) >= 0 and all(h >= 1 for h in m.hidden), "model.hidden", "widths must be >= 1")
     _check(m.activation in ("sigmoid", "tanh", "relu"), "model.activation", "use sigmoid, tanh or relu")
