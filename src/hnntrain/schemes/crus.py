@@ -119,9 +119,8 @@ class CRUS(UpdateScheme):
 
     def __init__(self, options: CrusOptions, array, ctx):
         super().__init__(options, array, ctx)
-        sensing = ctx.sensing
         spec = policy_spec(options, ctx.device, array.max_pulses)
-        optimal = _optimized(ctx.device, sensing, spec)
+        optimal = _optimized(ctx.device, ctx.believed_sensing or ctx.sensing, spec)  # the controller's beliefs
         if options.optimize:
             self.policy = optimal
         else:
@@ -164,7 +163,8 @@ class CRUS(UpdateScheme):
         est = self.sensed.estimate
         mask = self.table_refresh[self._codes(est)]  # (in, E, out)
         if bool(mask.any()):
-            self.sensed.estimate = refresh_pairs(self.array, est, mask, self.home_is_min, self.ctx.nominal, generator)
+            self.sensed.estimate = refresh_pairs(self.array, est, mask, self.home_is_min, self.ctx.nominal, generator,
+                                                 self.ctx.reset_noise)
 
     # -- one update -----------------------------------------------------------------------------
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
