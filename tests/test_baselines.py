@@ -121,8 +121,8 @@ def test_tiki_taka_starts_at_symmetry_point_and_transfers_towards_a():
 
 def test_nonlinearity_aware_is_unbiased_where_open_loop_is_not():
     sensing = {"sensing.adc_bits": 0, "sensing.every": 1}
-    aware, a_array = make("nonlinearity_aware", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.6, sensing=sensing)
-    naive, n_array = make("sgd", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.6, sensing=sensing)
+    aware, a_array = make("nonlinearity_aware", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.9, sensing=sensing)
+    naive, n_array = make("sgd", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.9, sensing=sensing)
     gen = torch.Generator().manual_seed(0)
     request = torch.full_like(a_array.weight, 2 * a_array.dw_step)
     aware.before_sample(1, gen)

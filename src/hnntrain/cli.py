@@ -319,7 +319,7 @@ def optimize_command(
     sense_every: int = typer.Option(100, "--sense-every", help="Sensing interval K in samples."),
     read_noise: float = typer.Option(0.0, "--read-noise", help="Read-noise sigma, fraction of the range."),
     c2c: Optional[float] = typer.Option(None, "--c2c", help="Cycle-to-cycle sigma, fraction of range (default: the device's)."),
-    max_pulses: int = typer.Option(16, "--max-pulses", help="Pulse cap per device per update."),
+    max_pulses: int = typer.Option(0, "--max-pulses", help="Pulse cap per device per update (0: none, a full sweep)."),
     request_pulses: float = typer.Option(1.0, "--request-pulses", help="Mean request, nominal steps."),
     no_reverse: bool = typer.Option(False, "--no-reverse", help="Forbid reverse updates."),
     no_refresh: bool = typer.Option(False, "--no-refresh", help="Forbid refresh."),

@@ -45,12 +45,14 @@ class PairArray:
         """True device model, per-device parameters broadcastable to ``g``."""
         self.scale = float(scale)
         """Weight per microsiemens of G+ - G-."""
-        self.max_pulses = int(max_pulses)
-        """Pulse cap per device per update."""
+        self.max_pulses = int(max_pulses) or model.levels
+        """Pulse cap per device per update; 0 asks for a full sweep (``levels``), which no
+        update needs, so the cap never clips a request (see ``scheme.max_pulses``)."""
         self.counter = WriteCounter(g.shape[2], g.device)
         self.w = self._weight(self.g)
-        self.dw_step = self.scale * model.nominal_step
-        """Weight change of one nominal (linear-equivalent) pulse on one device."""
+        self.dw_step = self.scale * model.operating_step
+        """Weight change of one pulse on one device at mid-range (the device's operating step,
+        mean of LTP and LTD): the unit of every open-loop pulse count."""
 
     @classmethod
     def create(cls, weights: Tensor, model: DeviceModel, cfg: PairConfig, max_pulses: int) -> "PairArray":

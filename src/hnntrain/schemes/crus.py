@@ -83,7 +83,7 @@ class CrusOptions:
 def policy_spec(options: CrusOptions, device: DeviceConfig, max_pulses: int) -> OptimizeSpec:
     """What the optimization assumes, from the scheme's options and the hardware: the device's
     c2c, the controller's tracking, and its model's step error from the device-to-device spread."""
-    return OptimizeSpec(request_pulses=options.request_pulses, max_pulses=max_pulses, c2c=device.c2c,
+    return OptimizeSpec(request_pulses=options.request_pulses, max_pulses=max_pulses or device.levels, c2c=device.c2c,
                         c2c_mode=device.c2c_mode, refresh=options.refresh, reverse=options.reverse,
                         noise_window=options.noise_window, track=options.track,
                         step_mismatch=step_mismatch(device))
@@ -119,9 +119,8 @@ class CRUS(UpdateScheme):
 
     def __init__(self, options: CrusOptions, array, ctx):
         super().__init__(options, array, ctx)
-        sensing = ctx.sensing
-        spec = policy_spec(options, ctx.device, ctx.max_pulses)
-        optimal = _optimized(ctx.device, sensing, spec)
+        spec = policy_spec(options, ctx.device, array.max_pulses)
+        optimal = _optimized(ctx.device, ctx.believed_sensing or ctx.sensing, spec)  # the controller's beliefs
         if options.optimize:
             self.policy = optimal
         else:
@@ -164,7 +163,8 @@ class CRUS(UpdateScheme):
         est = self.sensed.estimate
         mask = self.table_refresh[self._codes(est)]  # (in, E, out)
         if bool(mask.any()):
-            self.sensed.estimate = refresh_pairs(self.array, est, mask, self.home_is_min, self.ctx.nominal, generator)
+            self.sensed.estimate = refresh_pairs(self.array, est, mask, self.home_is_min, self.ctx.nominal, generator,
+                                                 self.ctx.reset_noise)
 
     # -- one update -----------------------------------------------------------------------------
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:

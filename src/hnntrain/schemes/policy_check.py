@@ -53,7 +53,7 @@ def _update_error(crus: CRUS, request: Tensor, change: Tensor, seed: int) -> Ten
 
 
 def simulate_policy(device: DeviceConfig, sensing: SensingConfig, options: CrusOptions | None = None,
-                    max_pulses: int = 16, pairs: int = 1000, updates: int = 1500, burn_in: int = 500,
+                    max_pulses: int = 0, pairs: int = 1000, updates: int = 1500, burn_in: int = 500,
                     seed: int = 0) -> PolicyCost:
     """Run CRUS (``options``, ``device``, ``sensing``) on ``pairs`` nominal pairs for ``updates``
     updates of random-sign requests with exponential magnitudes of mean ``request_pulses``

@@ -98,10 +98,53 @@ class SchemeConfig:
 
     name: str = "sgd"
     """Scheme name (``hnntrain schemes`` lists them)."""
-    max_pulses: int = 16
-    """Pulse cap per device per update (hardware spec), integer >= 1."""
+    max_pulses: int = 0
+    """Pulses a device may receive in one update, integer >= 0; 0 (default): up to a full sweep
+    (``device.levels``), i.e. no clipping. A crossbar's pulse driver limits the pulses it fires
+    per write cycle, which is time: a larger count takes more cycles (pulses/sample reports the
+    cost), it is not dropped. A value >= 1 models a driver that cannot repeat cycles and clips
+    each device's count per update: that clips the large requests and not the small ones, a
+    bias (accumulating schemes keep the clipped part owed; open-loop schemes lose it)."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """Scheme-specific options (``scheme.<option>`` keys), checked by the scheme itself."""
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """What the controller of a model-based scheme (CRUS, nonlinearity_aware, refresh) believes
+    about the hardware, where it may differ from the truth, and how exact its resets are. By
+    default it knows the nominal device, its c2c and read noise exactly, and resets land on the
+    bound: the most favourable case for model-based schemes."""
+
+    nl_ltp: float | None = None
+    """LTP nonlinearity label of the controller's device model (exponential devices), 0..9;
+    None: the device's own (``device.nl_ltp`` or its ``a_ltp``)."""
+    nl_ltd: float | None = None
+    """LTD nonlinearity label of the controller's device model, 0..9; None: the device's own."""
+    c2c: float | None = None
+    """Cycle-to-cycle sigma the controller's optimization assumes (fraction of the range);
+    None: the device's ``c2c``."""
+    read_noise: float | None = None
+    """Read-noise sigma the controller's optimization assumes (fraction of the range); None:
+    ``sensing.read_noise``."""
+    reset_noise: float = 0.0
+    """Sigma of where a reset lands around the home bound, fraction of the range, >= 0 (clipped
+    into the range); the controller believes it landed on the bound."""
+
+
+def controller_view(device: DeviceConfig, sensing: SensingConfig,
+                    controller: ControllerConfig) -> tuple[DeviceConfig, SensingConfig]:
+    """The device and sensing descriptions the controller believes in."""
+    believed = {}
+    for direction in ("ltp", "ltd"):
+        label = getattr(controller, f"nl_{direction}")
+        if label is not None:
+            believed[f"nl_{direction}"] = label
+            believed[f"a_{direction}"] = None  # the label replaces an explicit curvature
+    if controller.c2c is not None:
+        believed["c2c"] = controller.c2c
+    read_noise = sensing.read_noise if controller.read_noise is None else controller.read_noise
+    return dataclasses.replace(device, **believed), dataclasses.replace(sensing, read_noise=read_noise)
 
 
 @dataclass(frozen=True)
@@ -248,6 +291,7 @@ class RunConfig:
     pair: PairConfig = field(default_factory=PairConfig)
     sensing: SensingConfig = field(default_factory=SensingConfig)
     scheme: SchemeConfig = field(default_factory=SchemeConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -275,6 +319,7 @@ SECTION_CLASSES = {
     "pair": PairConfig,
     "sensing": SensingConfig,
     "scheme": SchemeConfig,
+    "controller": ControllerConfig,
     "model": ModelConfig,
     "train": TrainConfig,
     "data": DataConfig,
@@ -334,7 +379,16 @@ def validate(cfg: RunConfig) -> None:
     _check(0 <= s.adc_bits <= 16, "sensing.adc_bits", f"must be 0 (exact) or 1..16 bits (got {s.adc_bits})")
     _check(s.read_noise >= 0, "sensing.read_noise", "must be >= 0 (fraction of the range)")
     _check(s.every >= 1, "sensing.every", f"must be >= 1 sample (got {s.every})")
-    _check(cfg.scheme.max_pulses >= 1, "scheme.max_pulses", "must be >= 1")
+    _check(cfg.scheme.max_pulses >= 0, "scheme.max_pulses", "must be >= 0 pulses (0: no clipping)")
+    c = cfg.controller
+    for key in ("nl_ltp", "nl_ltd"):
+        value = getattr(c, key)
+        _check(value is None or 0 <= value <= 9, f"controller.{key}", "must be a NeuroSim label in 0..9")
+        _check(value is None or d.model == "exponential", f"controller.{key}",
+               "a believed NL label needs device.model = exponential")
+    _check(c.c2c is None or 0 <= c.c2c <= 1, "controller.c2c", "must be a fraction of the range in 0..1")
+    _check(c.read_noise is None or c.read_noise >= 0, "controller.read_noise", "must be >= 0")
+    _check(c.reset_noise >= 0, "controller.reset_noise", "must be >= 0 (fraction of the range)")
     m = cfg.model
     _check(len(m.hidden) >= 0 and all(h >= 1 for h in m.hidden), "model.hidden", "widths must be >= 1")
     _check(m.activation in ("sigmoid", "tanh", "relu"), "model.activation", "use sigmoid, tanh or relu")
@@ -371,6 +425,7 @@ def validate_cost(c: CostConfig) -> None:
 
 __all__ = [
     "ConfigError",
+    "ControllerConfig",
     "CostConfig",
     "DataConfig",
     "DeviceConfig",
@@ -381,6 +436,7 @@ __all__ = [
     "SchemeConfig",
     "SensingConfig",
     "TrainConfig",
+    "controller_view",
     "dotted_config",
     "flatten_config",
     "config_hash",
