@@ -15,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hnntrain.experiments.compare import run_label
 from hnntrain.experiments.pricing import cost_markdown, cost_rows, format_energy
 from hnntrain.io.resolve import parse_assignments
 from hnntrain.spec.presets import PULSE_PRICES
@@ -22,10 +23,8 @@ from hnntrain.spec.presets import PULSE_PRICES
 
 def load(directory: Path) -> list[tuple[str, dict]]:
     """(scheme label, result) of every run in a ``hnntrain compare`` output directory."""
-    rows = json.loads((directory / "compare.json").read_text())["schemes"]
-    labels = {"".join(c if c.isalnum() or c in "_-" else "-" for c in r["scheme"]): r["scheme"] for r in rows}
-    return [(labels.get(d.name, d.name), json.loads((d / "result.json").read_text()))
-            for d in sorted(directory.iterdir()) if (d / "result.json").is_file()]
+    schemes = [r["scheme"] for r in json.loads((directory / "compare.json").read_text())["schemes"]]
+    return [(spec, json.loads((directory / run_label(spec) / "result.json").read_text())) for spec in schemes]
 
 
 def ranking(entries: list[tuple[str, dict]], overrides: dict) -> str:
