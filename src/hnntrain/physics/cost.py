@@ -139,21 +139,20 @@ def row_read_time(cost: CostConfig, bits: int) -> float:
     return cost.read_time_s + cost.columns_per_adc * (bits or cost.mvm_adc_bits) * cost.adc_time_s_per_bit
 
 
-def adc_count(counts: RunCounts, cost: CostConfig) -> int:
-    """ADCs on the chip: one per ``columns_per_adc`` device columns, per array."""
-    per_array = sum(math.ceil(counts.devices_per_weight * out / cost.columns_per_adc) for _, out in counts.weight_shapes)
-    return per_array * (1 + counts.extra_arrays)
+def adc_count(shapes: tuple[tuple[int, int], ...], devices_per_weight: int, arrays: int, cost: CostConfig) -> int:
+    """ADCs on the chip: one per ``columns_per_adc`` device columns of each layer, per array."""
+    return arrays * sum(math.ceil(devices_per_weight * out / cost.columns_per_adc) for _, out in shapes)
 
 
 def _area(counts: RunCounts, cost: CostConfig, synapses: int) -> tuple[float, float]:
     """(total, bare pair array with its MVM ADCs) area per synapse, µm²."""
     bits = max(cost.mvm_adc_bits, counts.adc_bits or cost.mvm_adc_bits) if counts.senses else cost.mvm_adc_bits
-    cells = counts.devices_per_weight * (1 + counts.extra_arrays) * cost.cell_area_um2
-    adcs = adc_count(counts, cost) * cost.adc_area_um2_per_level * 2.0 ** bits / synapses
-    total = cells + counts.digital_bits * cost.digital_bit_area_um2 + adcs
-    bare = RunCounts(**{**{f.name: getattr(counts, f.name) for f in fields(RunCounts)}, "extra_arrays": 0,
-                        "devices_per_weight": 2})
-    base = 2 * cost.cell_area_um2 + adc_count(bare, cost) * cost.adc_area_um2_per_level * 2.0 ** cost.mvm_adc_bits / synapses
+    arrays = 1 + counts.extra_arrays
+    adcs = adc_count(counts.weight_shapes, counts.devices_per_weight, arrays, cost)
+    total = (counts.devices_per_weight * arrays * cost.cell_area_um2 + counts.digital_bits * cost.digital_bit_area_um2
+             + adcs * cost.adc_area_um2_per_level * 2.0 ** bits / synapses)
+    bare_adcs = adc_count(counts.weight_shapes, 2, 1, cost)
+    base = 2 * cost.cell_area_um2 + bare_adcs * cost.adc_area_um2_per_level * 2.0 ** cost.mvm_adc_bits / synapses
     return total, base
 
 
