@@ -284,3 +284,29 @@ def test_results_json_has_the_full_config(tmp_path, idx_dir):
     assert rows[0]["config"]["sensing.adc_bits"] == 4 and rows[0]["config"]["pair.init_scale"] == 1.0
     with ResultStore(store, create=False) as s:
         assert len(s) == 1
+
+
+def test_a_scheme_keeps_its_colour_and_no_two_series_look_alike():
+    from hnntrain.experiments.figures import scheme_styles
+
+    few = scheme_styles(["crus", "sgd"])
+    many = scheme_styles([*DEFAULT_SCHEMES, "crus:optimize=False", "zeta", "alpha"])
+    assert few["crus"] == many["crus"] and few["sgd"] == many["sgd"]  # fixed slot, whatever else is drawn
+    looks = [(str(s["color"]), s["linestyle"], s["marker"]) for s in many.values()]
+    assert len(set(looks)) == len(looks) == 13
+
+
+def test_legends_sit_outside_the_data_and_epochs_are_marked():
+    from hnntrain.experiments.figures import legend_outside, samples_axis
+    from hnntrain.io.plotting import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    ax.plot([0, 300], [0, 1], label="crus")
+    legend_outside(ax)
+    samples_axis(ax, per_epoch=100, last=300)
+    fig.canvas.draw()
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    assert len([line for line in ax.lines if line.get_linestyle() == ":"]) == 2  # at 100 and 200 samples
+    assert ax.xaxis.get_major_formatter()(20000, 0) == "20k"
+    plt.close(fig)

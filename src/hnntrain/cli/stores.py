@@ -98,7 +98,7 @@ def plot_un_command(
                                       "derived from the results).")] = Path("update-noise.png"),
 ) -> None:
     """Plot update noise versus training samples for finished runs."""
-    from hnntrain.experiments.report import plot_update_noise
+    from hnntrain.experiments.figures import plot_update_noise
 
     with user_input():
         loaded = {}

@@ -85,7 +85,7 @@ def _spec_label(run: SweepRun) -> str:
 
 
 def write_outputs(out: Path, results: dict[str, dict], base: dict[str, Any], title: str) -> list[dict]:
-    from hnntrain.experiments.report import plot_accuracy, plot_update_noise
+    from hnntrain.experiments.figures import plot_accuracy, plot_update_noise
 
     rows = [summarize(r, label) for label, r in results.items()]
     priced = cost_rows(list(results.items()))

@@ -193,20 +193,40 @@ def markdown_table(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def describe_hardware(flat: dict) -> str:
-    """The fixed conditions of a run (dotted config), one line: every summary says the same."""
+def describe_hardware(flat: dict, varying: set[str] | frozenset = frozenset()) -> str:
+    """The fixed conditions of a run (dotted config), one line: every summary says the same.
+    Keys in ``varying`` (a sweep's axes) are named as varied instead of given a value."""
+    def value(key: str, text: str) -> str:
+        return f"{key.split('.', 1)[1]} varied" if key in varying else text
+
     device = flat.get("device.preset") or flat.get("device.table") or flat.get("device.model")
     if flat.get("device.model") == "exponential":
-        device += f" (NL {human(flat['device.nl_ltp'])}/{human(flat['device.nl_ltd'])} LTP/LTD"
-        device += f", {flat['device.levels']} levels)"
+        device += (f" (NL {human(flat['device.nl_ltp'])}/{human(flat['device.nl_ltd'])} LTP/LTD, "
+                   f"{flat['device.levels']} levels)")
+    device_keys = {"device.preset", "device.table", "device.model", "device.nl_ltp", "device.nl_ltd", "device.levels"}
+    if device_keys & set(varying):
+        device = f"device varied ({', '.join(k.split('.', 1)[1] for k in sorted(device_keys & set(varying)))})"
+    c2c = 100 * flat.get("device.c2c", 0.0)
+    bits = flat.get("sensing.adc_bits")
+    every = flat.get("sensing.every", 1)
     samples = flat.get("train.samples")
-    seeds = flat.get("train.replicas", 1)
     epochs = flat.get("train.epochs", 1)
-    adc = "exact" if flat.get("sensing.adc_bits") == 0 else f"{flat.get('sensing.adc_bits')}-bit"
-    return (f"{device}, c2c {human(100 * flat.get('device.c2c', 0.0))} %, {adc} ADC every "
-            f"{flat.get('sensing.every'):,} samples, cap {flat.get('scheme.max_pulses')} pulses; "
-            f"{epochs} epoch{'s' if epochs != 1 else ''} of {'all' if samples is None else f'{samples:,}'} samples, "
-            f"{seeds} seed{'s' if seeds != 1 else ''}, UN window {flat.get('train.un_window', 0):,} updates")
+    seeds = flat.get("train.replicas", 1)
+    window = flat.get("train.un_window", 0)
+    parts = [
+        device,
+        value("device.c2c", f"c2c {human(c2c)} %"),
+        value("sensing.adc_bits", "exact ADC" if bits == 0 else f"{bits}-bit ADC")
+        + " every " + value("sensing.every", f"{every:,} samples"),
+        value("scheme.max_pulses", f"cap {flat.get('scheme.max_pulses')} pulses"),
+    ]
+    training = [
+        value("train.epochs", f"{epochs} epoch{'s' if epochs != 1 else ''}") + " of "
+        + value("train.samples", "all" if samples is None else f"{samples:,}") + " samples",
+        value("train.replicas", f"{seeds} seed{'s' if seeds != 1 else ''}"),
+        "UN window " + value("train.un_window", f"{window:,} updates"),
+    ]
+    return ", ".join(parts) + "; " + ", ".join(training)
 
 
 def varying_keys(runs: list[Any]) -> list[str]:
