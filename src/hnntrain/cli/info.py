@@ -170,12 +170,12 @@ def device_fit(
     from hnntrain.spec.config import ConfigError
 
     with user_input():
+        fit = fit_files(curves, units)  # the input first: its errors come before any about outputs
         target = out or curves[0].with_suffix(".toml")
         existing = [p for p in (target, table_path_for(target)) if p.exists()]
         if existing and not force:
             raise ConfigError("--out", f"{', '.join(map(str, existing))} exist(s); pass --force to overwrite, or "
                                        "another --out")
-        fit = fit_files(curves, units)
         toml_path, table_path, _ = write_outputs(fit, target)
         if plot is not None:
             plot_fit(fit, plot)

@@ -143,7 +143,8 @@ def run(cfg: RunConfig, out_dir: str | Path, resume: bool = False,
         else:  # half an update applied: resuming from here would not be exact
             where = ("start-up" if trainer is None else "the middle of an update") + \
                     ("; the last periodic checkpoint is kept" if (out / CHECKPOINT).exists() else "")
-        result = build_result(cfg, trainer, "failed", f"interrupted at {where}")
+        result = build_result(cfg, trainer, "failed", f"interrupted at {where}; continue with --resume "
+                                                        f"--out {out} (a sweep or comparison: run it again)")
         write_result(out, result)
         raise
     finally:
