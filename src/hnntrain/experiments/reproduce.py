@@ -1,7 +1,7 @@
 """``hnntrain reproduce``: the sweeps behind the paper's claims and a table of verdicts.
 
 The claims (from the abstract of arXiv 2111.07113, which is all that is public) become
-measurable statements over four sweep files shipped in ``hnntrain/sweeps/``. Every verdict is
+measurable statements over four sweep files shipped in ``hnntrain/experiments/sweeps/``. Every verdict is
 computed from the stored runs; where a claim needs a threshold the abstract does not give, the
 threshold is ours and the table says so. A claim whose runs are missing or failed is reported
 as "not measured", never as holding.
