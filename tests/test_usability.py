@@ -27,7 +27,7 @@ TINY = ["--set", "model.hidden=[8]", "--set", "train.test_samples=100", "--sampl
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _commands(command: click.Command, path: tuple[str, ...] = ()):
+def _commands(command, path: tuple[str, ...] = ()):
     yield path, command
     if hasattr(command, "commands"):
         for name, sub in command.commands.items():

@@ -16,7 +16,7 @@ from typing import Any
 
 from rich import box
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hnntrain.cli.common import console
@@ -26,8 +26,10 @@ from hnntrain.experiments.summary import COLUMNS, footnoted, human, table_legend
 class RunsProgress:
     """Progress of one or more runs; use as a context manager."""
 
-    def __init__(self, total: int = 1, skipped: int = 0, epochs: dict[str, int] | None = None, overall: bool = True):
+    def __init__(self, total: int = 1, skipped: int = 0, epochs: dict[str, int] | None = None, overall: bool = True,
+                 noun: str = "runs"):
         self.epochs = epochs or {}
+        self.noun = noun
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24),
                                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                  console=console, transient=False)
@@ -42,7 +44,7 @@ class RunsProgress:
         self.done_epochs: dict[str, float] = {}
 
     def _overall_text(self) -> str:
-        return f"[bold]runs {self.finished}/{self.total}"
+        return f"[bold]{self.noun} {self.finished}/{self.total}"
 
     def __enter__(self) -> "RunsProgress":
         self.progress.__enter__()

@@ -149,8 +149,10 @@ def _execute(sweep, store, store_path: Path, workers: int, scheduler: Optional[s
              **execute_args):
     """Execute a sweep (or a comparison) with the progress display; returns the outcome."""
     from hnntrain.experiments.executors import check_data
+    from hnntrain.experiments.summary import describe_hardware
     from hnntrain.experiments.sweep import execute
     from hnntrain.io.resolve import build_config
+    from hnntrain.spec.config import flatten_config
 
     runs = sweep.runs()
     epochs = {r.config_hash: build_config(r.values).train.epochs for r in runs}
@@ -160,9 +162,12 @@ def _execute(sweep, store, store_path: Path, workers: int, scheduler: Optional[s
 
     def on_start(total: int, skipped: int, todo: int) -> None:
         where = f"Dask at {scheduler}" if scheduler else f"{max(min(n_workers, todo), 1)} local process(es)"
+        console.print(f"{sweep.name}: {describe_hardware(flatten_config(build_config(runs[0].values)), set(sweep.grid))}",
+                      highlight=False, markup=False)
         console.print(f"{sweep.name}: {total} runs, {skipped} already in {store_path}, "
                       + (f"{todo} to do on {where}" if todo else "nothing to do"), highlight=False, markup=False)
-        state["display"] = display = RunsProgress(total, skipped, {h: epochs[h] for h in epochs})
+        noun = "schemes" if set(sweep.grid) == {"scheme"} else "runs"
+        state["display"] = display = RunsProgress(total, skipped, {h: epochs[h] for h in epochs}, noun=noun)
         display.__enter__()
 
     labels = execute_args.pop("labels", {})

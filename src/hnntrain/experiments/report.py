@@ -18,7 +18,15 @@ from hnntrain.experiments.figures import (
     scheme_styles,
     variant_style,
 )
-from hnntrain.experiments.summary import describe_hardware, format_accuracy, varying_keys
+from hnntrain.experiments.summary import (
+    COLUMNS,
+    describe_hardware,
+    footnoted,
+    format_accuracy,
+    human,
+    table_legend,
+    varying_keys,
+)
 from hnntrain.io.plotting import pyplot, save
 from hnntrain.physics.devices.base import DeviceModel
 
@@ -245,17 +253,18 @@ def store_report(runs: list, out: str | Path, title: str = "hnntrain sweep repor
         return ", ".join([scheme_label(config), *(f"{k.split('.', 1)[1]}={config.get(k)}" for k in axes)])
 
     lines += store_cost_section(runs, out, categories, label)
+    shown = [k for k in keys if not k.startswith("scheme.")]
+    ordered = sorted(runs, key=lambda r: (scheme_label(r.config), [json_sort(r.config.get(k)) for k in keys]))
+    rows = [{**r.summary, "scheme": scheme_label(r.config), "status": r.status} for r in ordered]
+    markers, notes = footnoted(rows)
     lines += ["## Every run", "",
-              "| hash | scheme | " + " | ".join(k for k in keys if not k.startswith("scheme.")) +
-              " | status | test accuracy % | UN (window) | pulses/sample | seconds |",
-              "| --- | --- | " + " | ".join("---" for k in keys if not k.startswith("scheme.")) + " | --- | --- | --- | --- | --- |"]
-    for r in sorted(runs, key=lambda r: (scheme_label(r.config), [json_sort(r.config.get(k)) for k in keys])):
-        s = r.summary
-        acc = format_accuracy(s) if s.get("test_accuracy") is not None else "failed"
-        lines.append(f"| {r.config_hash[:8]} | {scheme_label(r.config)} | "
-                     + " | ".join(_fmt(r.config.get(k)) for k in keys if not k.startswith("scheme."))
-                     + f" | {r.status} | {acc} | {_fmt(s.get('update_noise'))} | {_fmt(s.get('pulses_per_sample'))} | "
-                       f"{_fmt(r.seconds)} |")
+              "| hash | scheme | " + " | ".join(shown + ["status"] + [c.title for c in COLUMNS]) + " | seconds |",
+              "| --- | --- | " + " | ".join("---" for _ in shown + ["status"] + COLUMNS) + " | --- |"]
+    for r, row, marker in zip(ordered, rows, markers):
+        lines.append(f"| {r.config_hash[:8]} | {row['scheme']}{marker} | "
+                     + " | ".join([_fmt(r.config.get(k)) for k in shown] + [r.status] + [c.text(row) for c in COLUMNS])
+                     + f" | {human(r.seconds)} |")
+    lines += [""] + [f"{n}  " for n in notes] + ([""] if notes else []) + table_legend(rows, narrow=False)
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
