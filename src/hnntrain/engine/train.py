@@ -22,7 +22,7 @@ from torch import Tensor
 from hnntrain.engine.measure import TrainingMeasures, evaluate
 from hnntrain.engine.network import Network, derive_seeds
 from hnntrain.engine.step import train_step
-from hnntrain.spec.config import RunConfig, config_hash
+from hnntrain.spec.config import ConfigError, RunConfig, config_hash
 
 
 class TrainingDiverged(RuntimeError):
@@ -47,7 +47,8 @@ class Trainer:
         self.cfg = cfg
         self.device = torch.device(cfg.runtime.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("runtime.device: CUDA was requested but torch sees no CUDA device; use --device cpu")
+            raise ConfigError("runtime.device", "CUDA was requested but torch sees no CUDA device; "
+                                                "use --torch-device cpu")
         n_classes = int(max(int(train_y.max()), int(test_y.max())) + 1)
         self.bias = cfg.model.bias
         self.train_x = self._with_bias(train_x[: cfg.train.samples]).to(self.device)

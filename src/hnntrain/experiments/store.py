@@ -89,10 +89,10 @@ class ResultStore:
 
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a directory; pass the store's .sqlite file")
         if not create and not self.path.is_file():
             raise StoreError(f"{self.path}: no such results store; run `hnntrain sweep SWEEP.toml --store {self.path}` first")
-        if self.path.exists() and self.path.is_dir():
-            raise StoreError(f"{self.path}: is a directory; pass the store's .sqlite file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)

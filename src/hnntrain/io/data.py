@@ -294,7 +294,8 @@ def _find_split_files(directory: Path, split: str) -> tuple[Path, Path]:
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
     if not directory.is_dir():
         raise DataError(
-            f"{directory}: data directory does not exist; pass --data-dir DIR or set {ENV_VAR}=DIR"
+            f"{directory}: data directory does not exist; check the path (data.dir / --data-dir), or "
+            f"fetch MNIST into it with: hnntrain data fetch --data-dir {directory}"
         )
     found = []
     for canonical in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"):

@@ -81,11 +81,13 @@ class PairConfig:
 class SensingConfig:
     """How a controller reads conductances. Schemes see sensed values only."""
 
-    adc_bits: int = 8
-    """ADC resolution in bits over [g_min, g_max], 1..16; 0 means exact (no quantization)."""
+    adc_bits: int = 4
+    """ADC resolution in bits over [g_min, g_max], 1..16; 0 means exact (no quantization).
+    Default 4 with ``every`` 100: the inaccurate, infrequent sensing CRUS was designed for
+    (Lee et al., arXiv 2111.07113); every command starts from these same defaults."""
     read_noise: float = 0.0
     """Gaussian read-noise sigma as a fraction of the range, >= 0; drawn at every read."""
-    every: int = 1
+    every: int = 100
     """Sensing interval K: the controller re-reads its arrays every K training samples, >= 1."""
     track: bool = False
     """Between senses, propagate the estimate through the nominal device model for every pulse
