@@ -6,7 +6,7 @@ count from the ideal linear mapping, rounded to the nearest whole pulse.
     G+ <- device(G+, n)             (LTP for n > 0, LTD for n < 0; cycle-to-cycle noise)
 
 On our pair arrays the second device of each pair is a fixed reference at the common-mode
-level (``pair.g_ref_fraction``), programmed once at initialization and never pulsed, so that
+level (``pair.g_ref_fraction``), programmed once before the first update and never pulsed, so that
 w = scale * (G+ - G_ref) takes both signs, as NeuroSim's signed weight range does with one
 device. Weights therefore span +/- w_max/2 (one device's range) instead of the pair's +/- w_max.
 
@@ -34,17 +34,31 @@ class NeuroSimSGD(UpdateScheme):
 
     def __init__(self, options, array, ctx):
         super().__init__(options, array, ctx)
+        self.reference_programmed = False
+        """Whether G- was moved to the reference level (explicit state: a scheme rebuilt on an
+        array restored from a checkpoint must not move the devices again)."""
+
+    def _program_reference(self) -> None:
         # G- becomes the reference at the pair's common-mode level (g_ref_fraction of the range
-        # when nothing was clipped); G+ alone carries the initial weight
-        g = array.g
+        # when nothing was clipped); G+ alone carries the weight, which stays as it was
+        g = self.array.g
         ref = (g[:, 0] + g[:, 1]) / 2
-        array.g = array.model.clip(torch.stack((ref + (g[:, 0] - g[:, 1]), ref), dim=1))
-        array.w = array._weight(array.g)
+        self.array.g = self.array.model.clip(torch.stack((ref + (g[:, 0] - g[:, 1]), ref), dim=1))
+        self.array.w = self.array._weight(self.array.g)
+        self.reference_programmed = True
+
+    def state_dict(self) -> dict:
+        return {"reference_programmed": self.reference_programmed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.reference_programmed = bool(state.get("reference_programmed", False))
 
     def hardware(self) -> dict:
         return {"digital_bits_per_synapse": 0, "extra_arrays": 0, "sensing": False, "refresh": False,
                 "note": "one device per weight against a fixed reference device, deterministic rounding"}
 
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
+        if not self.reference_programmed:  # before the first write, not at construction
+            self._program_reference()
         n = round_half_away(request * (1.0 / self.array.dw_step))
         self.array.pulse(torch.stack((n, torch.zeros_like(n)), dim=1), rows, generator)
