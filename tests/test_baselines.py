@@ -177,3 +177,18 @@ def test_neurosim_pulses_one_device_against_a_fixed_reference_with_nearest_round
     assert torch.equal(array.g[:, 1], ref)  # the reference never moves
     totals = array.counter.totals()
     assert totals["ltp"][1][0] == 0 and totals["ltd"][1][0] == 0
+
+
+def test_tiki_taka_reads_several_rows_and_resets_them():
+    updater, array = make("tiki_taka", shape=(5, 1, 3), rows_per_transfer=2, reset_rows=True, transfer_lr=1.0,
+                          sensing={"sensing.adc_bits": 0})
+    g_sp = updater.g_sp
+    updater.update(torch.full_like(array.weight, 3 * array.dw_step), None, torch.Generator().manual_seed(0))
+    fast = updater.fast.g
+    assert torch.allclose(fast[:2], torch.full_like(fast[:2], g_sp))  # rows 0 and 1 read, then reset
+    assert bool((fast[2:, 0] > g_sp).all())  # the others still hold the update
+    assert updater.row == 2 and array.counter.totals()["programs"][0][0] == 2 * 3
+    assert bool((array.weight[:2] > 0).all()) and torch.count_nonzero(array.weight[2:]) == 0
+    for _ in range(2):
+        updater.update(torch.zeros_like(array.weight), None, None)
+    assert updater.row == 1  # 2 + 2 + 2 rows, around 5

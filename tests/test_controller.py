@@ -31,7 +31,7 @@ def test_a_wrong_device_model_biases_model_based_counts():
     gen = torch.Generator().manual_seed(0)
     realized = {}
     for name, belief in (("right", {}), ("wrong", {"controller.nl_ltp": 5.0, "controller.nl_ltd": 4.0})):
-        scheme, array, ctx = make("nonlinearity_aware", {**exact, **belief}, g_ref_fraction=0.3)
+        scheme, array, _ = make("nonlinearity_aware", {**exact, **belief}, g_ref_fraction=0.3)
         scheme.before_sample(1, gen)
         before = array.weight.clone()
         request = torch.full_like(before, 3 * array.dw_step)
