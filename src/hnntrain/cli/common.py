@@ -127,17 +127,22 @@ _FLAG_HELP = {
 }
 
 
+def flag_option(name: str):
+    """The option of one common flag (``"adc_bits"`` -> ``--adc-bits``), for commands that take
+    only some of them."""
+    kind, metavar, text = _FLAG_HELP[name]
+    return Annotated[Optional[kind], typer.Option("--" + name.replace("_", "-"), metavar=metavar, help=text,
+                                                  show_default=False)]
+
+
 def with_common_flags(command):
     """Give a command the common flags; it receives them as one ``flags: CommonFlags``."""
     signature = inspect.signature(command)
     hints = typing.get_type_hints(command, include_extras=True)  # the command's own options, evaluated
     own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
            if p.name != "flags"]
-    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                               annotation=Annotated[Optional[kind], typer.Option("--" + name.replace("_", "-"),
-                                                                                metavar=metavar, help=text,
-                                                                                show_default=False)])
-             for name, (kind, metavar, text) in _FLAG_HELP.items()]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=flag_option(name))
+             for name in _FLAG_HELP]
 
     @functools.wraps(command)
     def wrapper(**kwargs):
