@@ -77,8 +77,8 @@ def schemes_command(
 
 
 def _describe(cls, sys) -> str:
-    """The first line of the scheme's module docstring, without its leading name."""
-    doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().splitlines()[0]
+    """The first paragraph of the scheme's module docstring, without its leading name."""
+    doc = " ".join((sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().split("\n\n")[0].split())
     head, sep, rest = doc.partition(": ")
     return rest if sep and cls.name in head else doc
 
