@@ -99,10 +99,11 @@ class CommonFlags:
         """The dotted config values of the flags given."""
         return {key: getattr(self, name) for name, key in self.KEYS.items() if getattr(self, name) is not None}
 
-    def apply(self, values: dict[str, Any], grid: dict[str, Any] | None = None, where: str = "") -> dict[str, Any]:
-        """``values`` with the flags applied. A flag that contradicts ``--set`` or the config file
-        is an error (which one would win is not obvious); with a sweep's ``grid`` the flags
-        override its [base] and a flag naming a key the grid varies is an error."""
+    def apply(self, values: dict[str, Any], explicit: dict[str, Any] | None = None,
+              grid: dict[str, Any] | None = None, where: str = "") -> dict[str, Any]:
+        """``values`` (defaults, file, preset ...) with the flags on top. A flag that contradicts
+        ``explicit`` (the ``--set`` values) is an error, as is one naming a key a sweep's
+        ``grid`` varies: which would win is not obvious."""
         from hnntrain.spec.config import ConfigError
 
         flag_of = {key: "--" + name.replace("_", "-") for name, key in self.KEYS.items()}
@@ -110,8 +111,8 @@ class CommonFlags:
         for key, value in self.values().items():
             if grid and key in grid:
                 raise ConfigError(flag_of[key], f"{where or 'the sweep'} varies {key} in its [grid]; drop the flag")
-            if grid is None and key in out and out[key] != value:
-                raise ConfigError(flag_of[key], f"contradicts {key}={out[key]!r} given with --set or the file")
+            if explicit and key in explicit and explicit[key] != value:
+                raise ConfigError(flag_of[key], f"contradicts --set {key}={explicit[key]!r}; give one of them")
             out[key] = value
         return out
 
@@ -127,17 +128,22 @@ _FLAG_HELP = {
 }
 
 
+def flag_option(name: str):
+    """The option of one common flag (``"adc_bits"`` -> ``--adc-bits``), for commands that take
+    only some of them."""
+    kind, metavar, text = _FLAG_HELP[name]
+    return Annotated[Optional[kind], typer.Option("--" + name.replace("_", "-"), metavar=metavar, help=text,
+                                                  show_default=False)]
+
+
 def with_common_flags(command):
     """Give a command the common flags; it receives them as one ``flags: CommonFlags``."""
     signature = inspect.signature(command)
     hints = typing.get_type_hints(command, include_extras=True)  # the command's own options, evaluated
     own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
            if p.name != "flags"]
-    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                               annotation=Annotated[Optional[kind], typer.Option("--" + name.replace("_", "-"),
-                                                                                metavar=metavar, help=text,
-                                                                                show_default=False)])
-             for name, (kind, metavar, text) in _FLAG_HELP.items()]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=flag_option(name))
+             for name in _FLAG_HELP]
 
     @functools.wraps(command)
     def wrapper(**kwargs):

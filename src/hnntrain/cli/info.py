@@ -21,6 +21,7 @@ from hnntrain.cli.common import (
     data_app,
     device_app,
     device_values,
+    flag_option,
     user_input,
 )
 
@@ -76,8 +77,8 @@ def schemes_command(
 
 
 def _describe(cls, sys) -> str:
-    """The first line of the scheme's module docstring, without its leading name."""
-    doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().splitlines()[0]
+    """The first paragraph of the scheme's module docstring, without its leading name."""
+    doc = " ".join((sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().split("\n\n")[0].split())
     head, sep, rest = doc.partition(": ")
     return rest if sep and cls.name in head else doc
 
@@ -229,14 +230,9 @@ def device_show(
 @app.command("optimize")
 def optimize_command(
     device: DeviceOption = None,
-    adc_bits: Annotated[Optional[int], typer.Option("--adc-bits", metavar="BITS", help="ADC bits, 0 exact "
-                                                    "(sensing.adc_bits; default 4).", show_default=False)] = None,
-    sense_every: Annotated[Optional[int], typer.Option("--sense-every", metavar="K", help="Sensing interval K in "
-                                                       "samples (sensing.every; default 100).",
-                                                       show_default=False)] = None,
-    c2c: Annotated[Optional[float], typer.Option("--c2c", metavar="SIGMA", help="Cycle-to-cycle sigma, fraction of "
-                                                 "the range (device.c2c; default: the device's).",
-                                                 show_default=False)] = None,
+    adc_bits: flag_option("adc_bits") = None,
+    sense_every: flag_option("sense_every") = None,
+    c2c: flag_option("c2c") = None,
     read_noise: Annotated[Optional[float], typer.Option("--read-noise", metavar="SIGMA", help="Read-noise sigma, "
                                                         "fraction of the range (sensing.read_noise; default 0).",
                                                         show_default=False)] = None,

@@ -42,12 +42,13 @@ def _run_values(config: Optional[Path], device: Optional[str], scheme: Optional[
     values.update(device_values(device))
     if scheme:
         values.update(parse_scheme_spec(scheme))
-    values.update(parse_assignments(set_))
+    explicit = parse_assignments(set_)
+    values.update(explicit)
     if torch_device:
         values["runtime.device"] = torch_device
     if data_dir:
         values["data.dir"] = str(data_dir)
-    return flags.apply(values)
+    return flags.apply(values, explicit)
 
 
 def _resume_config(out: Path, asked: dict[str, Any]):
@@ -221,8 +222,9 @@ def compare_command(
     names = _scheme_specs(schemes)
     with user_input():
         base: dict[str, Any] = device_values(device or "abrupt-ltd")
-        base.update(parse_assignments(set_))
-        base = flags.apply(base)
+        explicit = parse_assignments(set_)
+        base.update(explicit)
+        base = flags.apply(base, explicit)
         if torch_device:
             base["runtime.device"] = torch_device
         if data_dir:  # absolute: the same data gives the same config hash from any folder
@@ -296,7 +298,7 @@ def sweep_command(
 
     with user_input():
         sweep = load_sweep(sweep_file)
-        sweep.base.update(flags.apply(sweep.base, sweep.grid or {}, str(sweep_file)))
+        sweep.base.update(flags.apply(sweep.base, grid=sweep.grid, where=str(sweep_file)))
         if data_dir:  # absolute, so that the same data gives the same config hash from any directory
             sweep.base["data.dir"] = str(data_dir.resolve())
         runs = sweep.runs()  # every point validated before anything starts
@@ -344,7 +346,7 @@ def reproduce_command(
         sweeps = claim_sweeps(None, None, str(data_dir.resolve()) if data_dir else None,
                               [s.strip() for s in only.split(",")] if only else None)
         for sweep in sweeps:
-            sweep.base.update(flags.apply(sweep.base, sweep.grid or {}, f"claim sweep {sweep.name}"))
+            sweep.base.update(flags.apply(sweep.base, grid=sweep.grid, where=f"claim sweep {sweep.name}"))
             sweep.runs()  # validate every sweep before the first run
     store_path = out / "store.sqlite"
     results = _open_store(store_path, create=True)
