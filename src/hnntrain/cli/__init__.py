@@ -3,6 +3,7 @@
 - :mod:`~hnntrain.cli.common`: the apps, consoles, one-line errors, the shared flags;
 - :mod:`~hnntrain.cli.display`: progress and results tables;
 - :mod:`~hnntrain.cli.training`: ``run``, ``compare``, ``sweep``, ``reproduce``;
+- :mod:`~hnntrain.cli.tuning`: ``tune``;
 - :mod:`~hnntrain.cli.stores`: ``results``, ``report``, ``plot-un``;
 - :mod:`~hnntrain.cli.info`: ``schemes``, ``config``, ``device``, ``optimize``, ``data``.
 """
@@ -13,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from hnntrain.cli import info, stores, training  # noqa: F401  (registers the commands)
+from hnntrain.cli import info, stores, training, tuning  # noqa: F401  (registers the commands)
 from hnntrain.cli.common import app, console
 
 

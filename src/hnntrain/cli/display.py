@@ -81,7 +81,8 @@ class RunsProgress:
 
     def epoch_line(self, label: str, record: dict) -> None:
         un = record["update_noise"]
-        self.print(f"  {label} epoch {record['epoch']}: test accuracy {record['test_accuracy'] * 100:.2f} %, "
+        split = "test" if "test_accuracy" in record else "validation"  # a validation-split run never sees the test set
+        self.print(f"  {label} epoch {record['epoch']}: {split} accuracy {record[f'{split}_accuracy'] * 100:.2f} %, "
                    f"UN {human(un['window'])} (window 1: {human(un['window1'])}), "
                    f"{human(record['pulses']['per_sample'])} pulses/sample")
 
@@ -99,6 +100,8 @@ class RunsProgress:
                                  completed=sum(self.done_epochs.values()))
         acc = result["test_accuracy"] if result else None
         text = f"{acc * 100:.2f} %" if acc is not None else f"failed: {result['error'] if result else '?'}"
+        if acc is None and result and result.get("validation_accuracy") is not None:
+            text = f"{result['validation_accuracy'] * 100:.2f} % (validation)"
         self.print(f"{label}: {text}")
 
 

@@ -209,6 +209,9 @@ def compare_command(
     wide: Annotated[bool, typer.Option("--wide", help="Every column, full headers (wider than 80 columns).")] = False,
     torch_device: TorchDeviceOption = None,
     data_dir: DataDirOption = None,
+    tuned: Annotated[Optional[Path], typer.Option("--tuned", metavar="FILE", help="tuned.toml from hnntrain tune: "
+                                                  "each scheme's chosen learning rate and options (every scheme "
+                                                  "must be in it).")] = None,
     flags: CommonFlags = CommonFlags(),
 ) -> None:
     """Compare update schemes on the same hardware: table, compare.md/json, figures. Resumable:
@@ -216,11 +219,16 @@ def compare_command(
     import hashlib
     import json
 
-    from hnntrain.experiments.compare import STORE, check_out, compare, compare_sweep
+    from hnntrain.experiments.compare import STORE, check_out, compare, compare_sweep, recorded_settings
     from hnntrain.io.resolve import parse_assignments
 
     names = _scheme_specs(schemes)
     with user_input():
+        settings = None
+        if tuned is not None:
+            from hnntrain.experiments.tune import load_tuned, tuned_for
+
+            settings = tuned_for(load_tuned(tuned), names, str(tuned))
         base: dict[str, Any] = device_values(device or "abrupt-ltd")
         explicit = parse_assignments(set_)
         base.update(explicit)
@@ -232,17 +240,18 @@ def compare_command(
         if not base.get("train.eval_every"):  # ten accuracy points per epoch for the figure
             base["train.eval_every"] = max((base.get("train.samples") or 60000) // 10, 1)
         if out is None:
-            digest = hashlib.sha256(json.dumps([base, names], sort_keys=True, default=str).encode()).hexdigest()
+            digest = hashlib.sha256(json.dumps([recorded_settings(base, settings), names], sort_keys=True,
+                                               default=str).encode()).hexdigest()
             out = Path("runs") / f"compare-{digest[:8]}"
         check_out_folder(out)
-        check_out(out, base, force)
-        labels = {r.config_hash: str(r.point["scheme"]) for r in compare_sweep(base, names).runs()}
+        check_out(out, recorded_settings(base, settings), force)
+        labels = {r.config_hash: str(r.point["scheme"]) for r in compare_sweep(base, names, settings).runs()}
 
         def run_sweep(sweep, store, run_dir):
             return _execute(sweep, store, out / STORE, workers, scheduler, labels=labels, run_dir=run_dir)
 
         try:
-            rows, title = compare(base, names, out, run_sweep)
+            rows, title = compare(base, names, out, run_sweep, settings)
         except KeyboardInterrupt:
             fail(f"interrupted; finished schemes are kept in {out / STORE} and the interrupted one has its "
                  f"checkpoint in {out}/<scheme>/; continue with the same command (--out {out})")

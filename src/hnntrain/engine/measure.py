@@ -45,8 +45,11 @@ def counter_totals(arrays: list[Any], replicas: int) -> dict[str, float]:
 class TrainingMeasures:
     """Loss, update noise, accuracy trace and counters of one run; explicit state for checkpoints."""
 
-    def __init__(self, net: Network, replicas: int, un_every: int, un_window: int, where: torch.device):
+    def __init__(self, net: Network, replicas: int, un_every: int, un_window: int, where: torch.device,
+                 split: str = "test"):
         self.replicas = replicas
+        self.split = split
+        """Which images evaluations use, ``test`` or ``validation``: names the accuracy keys."""
         self.un_every = un_every
         self.update_noise = NetworkUpdateNoise(net.weights(), un_window)
         self.updates = 0
@@ -55,7 +58,7 @@ class TrainingMeasures:
         self.un_trace: list[dict] = []
         """Update noise of every closed long window: samples seen, window-1 and window UN."""
         self.evals: list[dict] = []
-        """Test accuracy during training: samples seen, mean and per-replica accuracy."""
+        """Accuracy during training (on the ``split`` images): samples seen, mean and per replica."""
         self.counter_marks = counter_totals(net.arrays, replicas)
 
     # -- during an update ------------------------------------------------------------------
@@ -88,7 +91,8 @@ class TrainingMeasures:
                               "window": float(window.nanmean())})
 
     def record_eval(self, accuracy: Tensor, samples: int) -> None:
-        self.evals.append({"samples": samples, "test_accuracy": float(accuracy.mean()), "replicas": accuracy.tolist()})
+        self.evals.append({"samples": samples, f"{self.split}_accuracy": float(accuracy.mean()),
+                           "replicas": accuracy.tolist()})
 
     def mean_loss(self) -> float:
         return float(self.loss_sum.mean()) / max(self.loss_count, 1)
@@ -112,8 +116,8 @@ class TrainingMeasures:
 
         record = {
             "epoch": epoch,
-            "test_accuracy": float(accuracy.mean()),
-            "test_accuracy_replicas": accuracy.tolist(),
+            f"{self.split}_accuracy": float(accuracy.mean()),
+            f"{self.split}_accuracy_replicas": accuracy.tolist(),
             "train_loss": float(self.loss_sum.sum()) / (samples * self.replicas),
             "update_noise": {  # the network's (squared norms summed over layers), mean over replicas
                 "window1": mean_of(un["window1"]),

@@ -62,13 +62,17 @@ def build_result(cfg: RunConfig, trainer: Trainer | None, status: str, error: st
     final = history[-1] if history else None
     seconds = trainer.train_seconds if trainer else 0.0
     samples = trainer.samples_done if trainer else 0
+    split = "validation" if cfg.train.validation else "test"  # which images the accuracies are on
+    extra = {"validation_accuracy": final["validation_accuracy"] if final else None} if cfg.train.validation else {}
     result = {
         "status": status,
         "error": error,
         "config": cfg.to_dict(),
         "config_hash": config_hash(cfg),
-        "test_accuracy": final["test_accuracy"] if final else None,
-        "replicas": final["test_accuracy_replicas"] if final else [],
+        "test_accuracy": final.get("test_accuracy") if final else None,
+        **extra,
+        "evaluated_on": split,
+        "replicas": final[f"{split}_accuracy_replicas"] if final else [],
         "epochs": history,
         "un_trace": trainer.un_trace if trainer else [],
         "evals": trainer.evals if trainer else [],

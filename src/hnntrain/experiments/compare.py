@@ -34,11 +34,22 @@ def run_label(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "-" for c in spec)
 
 
-def compare_sweep(base: dict[str, Any], schemes: list[str]) -> Sweep:
-    """The comparison as a sweep: the shared hardware ``base``, one run per scheme spec."""
+def compare_sweep(base: dict[str, Any], schemes: list[str], tuned: dict[str, dict[str, Any]] | None = None) -> Sweep:
+    """The comparison as a sweep: the shared hardware ``base``, one run per scheme spec; with
+    ``tuned`` (``hnntrain tune``'s choice per spec: ``train.lr``, ``scheme.<option>``) each spec
+    runs with its own settings on top of ``base``."""
     if any(k.startswith("scheme.") and k != "scheme.max_pulses" for k in base):
         raise ConfigError("scheme", "use --schemes (with name:option=value variants) to choose schemes")
+    if tuned:
+        points = tuple({SCHEME_KEY: spec, **tuned.get(spec, {})} for spec in schemes)
+        return Sweep(name="compare", base=dict(base), points=points, source="--schemes with --tuned")
     return Sweep(name="compare", base=dict(base), grid={SCHEME_KEY: list(schemes)}, source="--schemes")
+
+
+def recorded_settings(base: dict[str, Any], tuned: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """What compare.json records as the comparison's settings (and ``check_out`` compares):
+    the shared ``base``, plus the tuned settings when there are any."""
+    return {**base, "tuned": tuned} if tuned else base
 
 
 def _settings(base: dict[str, Any]) -> dict[str, Any]:
@@ -63,12 +74,14 @@ def check_out(out: Path, base: dict[str, Any], force: bool) -> None:
 
 
 def compare(base: dict[str, Any], schemes: list[str], out: Path,
-            run_sweep: Callable[..., Any] | None = None) -> tuple[list[dict], str]:
+            run_sweep: Callable[..., Any] | None = None,
+            tuned: dict[str, dict[str, Any]] | None = None) -> tuple[list[dict], str]:
     """Run ``schemes`` on the shared ``base`` settings in ``out`` (resuming what an earlier
     call left), write compare.json/md and the figures; returns (rows, title).
     ``run_sweep(sweep, store, run_dir)`` executes the comparison's sweep (default: in this
-    process, :func:`hnntrain.experiments.sweep.execute`)."""
-    sweep = compare_sweep(base, schemes)
+    process, :func:`hnntrain.experiments.sweep.execute`). ``tuned``: per-spec settings from
+    ``hnntrain tune``; the title says whether the schemes were tuned."""
+    sweep = compare_sweep(base, schemes, tuned)
     runs = sweep.runs()  # every scheme and option validated before the first run starts
     out.mkdir(parents=True, exist_ok=True)
     with ResultStore(out / STORE) as store:
@@ -76,7 +89,8 @@ def compare(base: dict[str, Any], schemes: list[str], out: Path,
         stored = {r.config_hash: r for r in store.runs()}
     results = {run.point[SCHEME_KEY]: stored[run.config_hash].result for run in runs if run.config_hash in stored}
     title = describe_hardware(stored[runs[0].config_hash].config) if runs[0].config_hash in stored else "compare"
-    rows = write_outputs(out, results, base, title)
+    title += "; tuned settings (hnntrain tune)" if tuned else "; not tuned"
+    rows = write_outputs(out, results, recorded_settings(base, tuned), title)
     return rows, title
 
 

@@ -134,22 +134,24 @@ def plot_update_noise(results: dict[str, dict], path: str | Path, title: str = "
 
 
 def plot_accuracy(results: dict[str, dict], path: str | Path, title: str = "") -> None:
-    """Test accuracy (mean over replicas, band: min..max) versus training samples per run."""
+    """Test (or validation) accuracy (mean over replicas, band: min..max) versus training samples per run."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     styles = scheme_styles(results)
+    what = " or ".join(sorted({r.get("evaluated_on", "test") for r in results.values()})) + " accuracy"
     for name, result in results.items():
         evals = result.get("evals") or []
         if not evals:
             continue
         samples = [e["samples"] for e in evals]
-        ax.plot(samples, [100 * e["test_accuracy"] for e in evals], ms=3, label=name, **line_style(styles[name]))
+        key = f"{result.get('evaluated_on', 'test')}_accuracy"  # a validation-split run never sees the test set
+        ax.plot(samples, [100 * e[key] for e in evals], ms=3, label=name, **line_style(styles[name]))
         if len(evals[0]["replicas"]) > 1:
             ax.fill_between(samples, [100 * min(e["replicas"]) for e in evals],
                             [100 * max(e["replicas"]) for e in evals], alpha=0.15, color=styles[name]["color"])
     samples_axis(ax, *_per_epoch(results))
-    ax.set_ylabel("test accuracy (%); band: min..max over seeds")
-    ax.set_title(textwrap.fill(title or "test accuracy", 80), fontsize=9)
+    ax.set_ylabel(f"{what} (%); band: min..max over seeds")
+    ax.set_title(textwrap.fill(title or what, 80), fontsize=9)
     ax.grid(True, alpha=0.3)
     legend_outside(ax)
     save(plt, fig, path)

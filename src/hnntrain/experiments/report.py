@@ -322,8 +322,8 @@ def _pivot(runs: list, key: str) -> list[str]:
     averaged over; say so when they exist)."""
 
     cells: dict[tuple, list] = {}
-    for r in runs:
-        if r.status == "ok" and r.config.get(key) is not None:
+    for r in runs:  # test accuracies only: a validation-split run is listed under "Every run"
+        if r.status == "ok" and r.config.get(key) is not None and r.summary.get("test_accuracy") is not None:
             cells.setdefault((r.config[key], scheme_label(r.config)), []).append(r.summary)
     schemes = sorted({s for _, s in cells})
     values = sorted({v for v, _ in cells}, key=json_sort)

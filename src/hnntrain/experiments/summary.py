@@ -29,12 +29,17 @@ def summarize(result: dict, label: str | None = None) -> dict:
     Keys not in :data:`COLUMNS` (``status``, ``seeds``, ``classes`` ...) serve footnotes."""
     epochs = result["epochs"]
     accs = result["replicas"]
+    spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    # a run with a validation split never sees the test set: its accuracies are validation ones
+    validation = {"validation_accuracy": result["validation_accuracy"], "validation_accuracy_std": spread} \
+        if result.get("evaluated_on") == "validation" else {}
     return {
         "scheme": label or result["config"]["scheme"]["name"],
         "status": result["status"],
         "error": result.get("error"),
         "test_accuracy": result["test_accuracy"],
-        "test_accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "test_accuracy_std": spread if not validation else None,
+        **validation,
         "seeds": len(accs),
         "epochs": len(epochs),
         "classes": result.get("classes"),
@@ -51,8 +56,11 @@ def summarize(result: dict, label: str | None = None) -> dict:
 
 
 def format_accuracy(row: dict) -> str:
-    """``93.74`` for one seed, ``93.74 ± 0.20`` (std over seeds) for several, ``failed``."""
+    """``93.74`` for one seed, ``93.74 ± 0.20`` (std over seeds) for several, ``91.20 (validation)``
+    for a run evaluated on its validation split, ``failed``."""
     if row.get("test_accuracy") is None:
+        if row.get("validation_accuracy") is not None:
+            return f"{row['validation_accuracy'] * 100:.2f} (validation)"
         return "failed"
     if row.get("seeds", 2) > 1:
         return f"{row['test_accuracy'] * 100:.2f} ± {(row.get('test_accuracy_std') or 0.0) * 100:.2f}"

@@ -67,17 +67,26 @@ class Sweep:
     base: dict[str, Any]
     grid: dict[str, list[Any]] = field(default_factory=dict)
     source: str = "<memory>"
+    points: tuple[dict[str, Any], ...] = ()
+    """Explicit points, run instead of the product of ``grid`` when given: a search that is not
+    a product (the trials of ``hnntrain tune``). Same keys and values as a grid point."""
+
+    def _points(self) -> Iterator[dict[str, Any]]:
+        if self.points:
+            yield from self.points
+            return
+        keys = list(self.grid)
+        for combo in itertools.product(*(self.grid[k] for k in keys)):
+            yield dict(zip(keys, combo))
 
     def runs(self) -> list[SweepRun]:
-        """Every run of the grid, validated, in grid order; points that resolve to the same
-        config (for example an option a scheme ignores) appear once."""
+        """Every run of the grid (or of ``points``), validated, in order; points that resolve
+        to the same config (for example an option a scheme ignores) appear once."""
         from hnntrain.spec.config import config_hash
 
         runs: list[SweepRun] = []
         seen: set[str] = set()
-        keys = list(self.grid)
-        for combo in itertools.product(*(self.grid[k] for k in keys)):
-            point = dict(zip(keys, combo))
+        for point in self._points():
             values = dict(self.base)
             try:
                 for key, value in point.items():

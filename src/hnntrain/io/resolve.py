@@ -61,14 +61,20 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
+def read_toml(path: str | Path, missing: str = "pass an existing .toml file") -> dict[str, Any]:
+    """A TOML file's tables; a missing or malformed file is a ConfigError naming it
+    (``missing``: what to do when it does not exist)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(str(path), "config file not found; pass an existing .toml file")
+        raise ConfigError(str(path), f"file not found; {missing}")
     try:
-        return flatten(tomllib.loads(path.read_text()))
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(str(path), f"not valid TOML ({err})") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    return flatten(read_toml(path, "pass an existing config .toml file"))
 
 
 def _coerce(key: str, value: Any, annotation: str) -> Any:

@@ -171,6 +171,11 @@ class TrainConfig:
     """Use only the first N training samples per epoch (None: all), >= 1."""
     test_samples: int | None = None
     """Evaluate on the first N test samples (None: all), >= 1."""
+    validation: int = 0
+    """Validation split: hold out the last N images of the training set, >= 0 (0: none). When
+    N > 0, training uses the first (size - N) images (``samples`` counts within them) and every
+    evaluation is on the N held-out images; the test set is never used. For tuning
+    (``hnntrain tune``); result.json then reports ``validation_accuracy``."""
     lr: float = 0.1
     """Learning rate (weight units per unit gradient), > 0."""
     batch_size: int = 1
@@ -398,6 +403,7 @@ def validate(cfg: RunConfig) -> None:
     _check(t.epochs >= 1, "train.epochs", f"must be >= 1 (got {t.epochs})")
     _check(t.samples is None or t.samples >= 1, "train.samples", "must be >= 1 or omitted for all")
     _check(t.test_samples is None or t.test_samples >= 1, "train.test_samples", "must be >= 1 or omitted")
+    _check(t.validation >= 0, "train.validation", f"must be >= 0 held-out training images (got {t.validation})")
     _check(t.lr > 0 and math.isfinite(t.lr), "train.lr", f"must be a positive number (got {t.lr})")
     _check(t.batch_size >= 1, "train.batch_size", "must be >= 1")
     _check(t.replicas >= 1, "train.replicas", "must be >= 1")
