@@ -219,7 +219,13 @@ def compare_command(
     import hashlib
     import json
 
-    from hnntrain.experiments.compare import STORE, check_out, compare, compare_sweep, recorded_settings
+    from hnntrain.experiments.compare import (
+        STORE,
+        check_out,
+        compare,
+        compare_sweep,
+        recorded_settings,
+    )
     from hnntrain.io.resolve import parse_assignments
 
     names = _scheme_specs(schemes)

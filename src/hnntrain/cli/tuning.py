@@ -4,7 +4,7 @@ the same executor, store, resume and progress display as ``sweep`` and ``compare
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
