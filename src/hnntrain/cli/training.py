@@ -191,6 +191,24 @@ def _execute(sweep, store, store_path: Path, workers: int, scheduler: Optional[s
     return outcome
 
 
+def shared_settings(device: Optional[str], set_: list[str], flags: CommonFlags, torch_device: Optional[str],
+                    data_dir: Optional[Path]) -> dict[str, Any]:
+    """The settings every run of a comparison (or a tuning) shares, as dotted values:
+    --device (default abrupt-ltd) < --set < the common flags (a flag contradicting --set is an
+    error); the torch device; the data."""
+    from hnntrain.io.resolve import parse_assignments
+
+    base: dict[str, Any] = device_values(device or "abrupt-ltd")
+    explicit = parse_assignments(set_)
+    base.update(explicit)
+    base = flags.apply(base, explicit)
+    if torch_device:
+        base["runtime.device"] = torch_device
+    if data_dir:  # absolute: the same data gives the same config hash from any folder
+        base["data.dir"] = str(data_dir.resolve())
+    return base
+
+
 @app.command("compare")
 @with_common_flags
 def compare_command(
@@ -226,7 +244,6 @@ def compare_command(
         compare_sweep,
         recorded_settings,
     )
-    from hnntrain.io.resolve import parse_assignments
 
     names = _scheme_specs(schemes)
     with user_input():
@@ -235,14 +252,7 @@ def compare_command(
             from hnntrain.experiments.tune import load_tuned, tuned_for
 
             settings = tuned_for(load_tuned(tuned), names, str(tuned))
-        base: dict[str, Any] = device_values(device or "abrupt-ltd")
-        explicit = parse_assignments(set_)
-        base.update(explicit)
-        base = flags.apply(base, explicit)
-        if torch_device:
-            base["runtime.device"] = torch_device
-        if data_dir:  # absolute: the same data gives the same config hash from any folder
-            base["data.dir"] = str(data_dir.resolve())
+        base = shared_settings(device, set_, flags, torch_device, data_dir)
         if not base.get("train.eval_every"):  # ten accuracy points per epoch for the figure
             base["train.eval_every"] = max((base.get("train.samples") or 60000) // 10, 1)
         if out is None:

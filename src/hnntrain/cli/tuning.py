@@ -4,7 +4,7 @@ the same executor, store, resume and progress display as ``sweep`` and ``compare
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,12 +19,11 @@ from hnntrain.cli.common import (
     app,
     check_out_folder,
     console,
-    device_values,
     fail,
     user_input,
     with_common_flags,
 )
-from hnntrain.cli.training import _execute, _scheme_specs
+from hnntrain.cli.training import _execute, _scheme_specs, shared_settings
 
 
 @app.command("tune")
@@ -53,19 +52,12 @@ def tune_command(
     compare --tuned. Resumable."""
     from hnntrain.experiments.store import ResultStore
     from hnntrain.experiments.tune import TUNED, tune
-    from hnntrain.io.resolve import parse_assignments
     from hnntrain.spec.config import ConfigError
 
     names = _scheme_specs(schemes)
     store_path = out / "tune.sqlite"
     with user_input():
-        base: dict[str, Any] = device_values(device or "abrupt-ltd")
-        base.update(parse_assignments(set_))
-        base = flags.apply(base)
-        if torch_device:
-            base["runtime.device"] = torch_device
-        if data_dir:  # absolute: the same data gives the same config hash from any folder
-            base["data.dir"] = str(data_dir.resolve())
+        base = shared_settings(device, set_, flags, torch_device, data_dir)
         if any(k.startswith("scheme.") and k != "scheme.max_pulses" for k in base) or "train.lr" in base:
             raise ConfigError("--set", "the learning rate and the scheme options are what tune searches; fix an "
                                        "option in a scheme spec instead (crus:accumulate=true)")
