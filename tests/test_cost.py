@@ -56,6 +56,8 @@ def test_latency_components_by_hand_in_both_update_styles():
     assert t["extra_array_reads"] == pytest.approx(2 * row_b / 10)
     assert t["refresh"] == pytest.approx(1 * (6.0 + 8 * 3.0) / 10)  # rewrite from home by LTP (refresh_ltp only)
     assert t["digital"] == 0
+    uncapped = price(dataclasses.replace(COUNTS, max_pulses=0), PRICES)["latency_breakdown"]
+    assert uncapped["pulses"] == pytest.approx((30 + 10) * 8 * (3.0 + 4.0) / 10)  # no cap: up to levels slots
     rows = price(COUNTS, dataclasses.replace(PRICES, update_style="row"))["latency_breakdown"]
     assert rows["pulses"] == pytest.approx((60 + 20) * 35 / 10)
     assert rows["refresh"] == pytest.approx(2 * 30 / 10)

@@ -125,11 +125,11 @@ def plot_accuracy_vs_energy(rows: list[dict[str, Any]], path: str | Path, title:
         return False
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for r in rows:
+    for i, r in enumerate(sorted(rows, key=lambda r: r["energy_j_per_sample"])):
         ax.scatter(r["energy_j_per_sample"], 100 * r["test_accuracy"], s=60 if r["pareto"] else 30,
                    marker="*" if r["pareto"] else "o", zorder=3)
         ax.annotate(r["label"], (r["energy_j_per_sample"], 100 * r["test_accuracy"]), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+                    xytext=(4, 3 if i % 2 == 0 else -10), textcoords="offset points")  # neighbours alternate
     front = sorted((r["energy_j_per_sample"], 100 * r["test_accuracy"]) for r in rows if r["pareto"])
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", lw=1, ls="--",
             label="Pareto front (★)")

@@ -12,7 +12,8 @@ reference), b the sensing ADC bits, B the array-read (MVM) ADC bits, c columns p
     E_conv(b)   = FoM * 2^b                      (Walden figure of merit)
     t_conv(b)   = b * t_bit                      (successive approximation: one decision per bit)
     t_row(b)    = t_read + c * t_conv(b)         (one row read: devices in parallel, c columns per ADC)
-    t_step      = P * (t_LTP + t_LTD)            (one write step: P pulse slots per direction, P the pulse cap)
+    t_step      = P * (t_LTP + t_LTD)            (one write step: P pulse slots per direction, P the pulse
+                                                  cap, or the device's levels when there is none)
 
     energy / sample:
       pulses            = [(n_LTP - r_LTP) E_LTP + (n_LTD - r_LTD) E_LTD] / S
@@ -71,6 +72,7 @@ class RunCounts:
     adc_bits: int
     """Sensing ADC bits (0: exact reads, priced at the MVM ADC's bits)."""
     max_pulses: int
+    """Pulse cap per device and update (0: none, so up to ``levels`` pulses)."""
     levels: int
     ltp: float = 0.0
     """LTP pulses (both devices, refresh included)."""
@@ -182,7 +184,7 @@ def price(counts: RunCounts, cost: CostConfig, device_preset: str | None = None)
         conversions = sum(m for _, m in shapes) + sum(n for n, _ in backward)
         cell_reads = counts.devices_per_weight * (synapses + sum(n * m for n, m in backward))
         energy["forward_backward"] = cell_reads * read + conversions * conversion_energy(cost, cost.mvm_adc_bits)
-        step = counts.max_pulses * (p.ltp_time_s + p.ltd_time_s)
+        step = (counts.max_pulses or counts.levels) * (p.ltp_time_s + p.ltd_time_s)  # no cap: a full range
         if cost.update_style == "parallel":
             steps, refresh_steps = counts.write_calls + counts.extra_write_calls, counts.refresh_calls
         else:
