@@ -208,6 +208,8 @@ def test_resume_takes_the_config_from_the_checkpoint_and_refuses_only_real_confl
     unbroken = json.loads((tmp_path / "ref" / "result.json").read_text())
     assert resumed["config_hash"] == unbroken["config_hash"] and resumed["replicas"] == unbroken["replicas"]
     assert not (out / "checkpoint.pt").exists()  # finished: the checkpoint goes unless --keep-checkpoint
+    again = runner.invoke(app, ["run", "--resume", "--out", str(out)])  # finished: nothing to continue
+    assert again.exit_code == 2 and "finished run" in again.stderr
 
 
 def test_no_silent_overwrite(tmp_path, idx_dir, monkeypatch):

@@ -249,7 +249,7 @@ def optimize_command(
 ) -> None:
     """The linear optimization behind CRUS: policy and its cost (the program's objective, a proxy
     on its own scale, not the update noise a training run measures) for a device, with the
-    same defaults as every other command (the device's c2c, 4-bit ADC every 100 samples, cap 16)."""
+    same defaults as every other command (the device's c2c, 4-bit ADC every 100 samples, no pulse cap)."""
     from hnntrain.experiments.summary import describe_hardware
     from hnntrain.io.resolve import build_config, parse_assignments
     from hnntrain.schemes.crus import CrusOptions, policy_spec

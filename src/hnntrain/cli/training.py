@@ -54,10 +54,20 @@ def _run_values(config: Optional[Path], device: Optional[str], scheme: Optional[
 def _resume_config(out: Path, asked: dict[str, Any]):
     """The config to continue in ``out``: the interrupted run's, with what the user asked on top;
     asking for a different value of anything that changes results is a conflict."""
-    from hnntrain.engine.run import checkpoint_config
+    import json
+
+    from hnntrain.engine.run import CHECKPOINT, RESULT, checkpoint_config
     from hnntrain.io.resolve import build_config
     from hnntrain.spec.config import ConfigError, config_hash, dotted_config
 
+    if not (out / CHECKPOINT).exists():
+        try:
+            finished = json.loads((out / RESULT).read_text()).get("status") == "ok"
+        except (OSError, ValueError, AttributeError):
+            finished = False
+        if finished:
+            raise ConfigError("--resume", f"{out} holds a finished run ({out / RESULT}); nothing to continue (pass "
+                                          "--force without --resume to train it again)")
     saved = checkpoint_config(out)
     if saved is None:
         raise ConfigError("--resume", f"{out} holds no checkpoint of an interrupted run; run without --resume")

@@ -114,7 +114,7 @@ def _numeric(value) -> bool:
 
 def _series_key(config: dict, exclude: str, others: list[str]) -> str:
     parts = [scheme_label(config)]
-    parts += [f"{k.split('.', 1)[1]}={config.get(k)}" for k in others if k != exclude]
+    parts += [f"{k.split('.', 1)[1]}={human(config.get(k))}" for k in others if k != exclude]
     return ", ".join(parts)
 
 
@@ -185,7 +185,7 @@ def plot_un_vs_epoch(runs: list, path: str | Path, title: str = "") -> bool:
         for run, style in zip(members, cycle_styles(len(members))):
             per_epoch = run.config.get("train.samples") or run.result["epochs"][0].get("samples") or 60000
             trace = [t for t in run.result["un_trace"] if t.get("window") is not None]
-            name = ", ".join(f"{k.split('.', 1)[1]}={run.config.get(k)}" for k in others) or run.config_hash[:8]
+            name = ", ".join(f"{k.split('.', 1)[1]}={human(run.config.get(k))}" for k in others) or run.config_hash[:8]
             ax.plot([t["samples"] / per_epoch for t in trace], [t["window"] for t in trace], ms=3, label=name,
                     **line_style(style))
             last = max([last] + [t["samples"] / per_epoch for t in trace])
@@ -250,7 +250,7 @@ def store_report(runs: list, out: str | Path, title: str = "hnntrain sweep repor
     if plot_un_vs_epoch(runs, out / "un-vs-epoch.png", title=f"{title}: update noise during training; {conditions}"):
         lines += ["## Update noise versus epoch", "", "![update noise versus epoch](un-vs-epoch.png)", ""]
     def label(config: dict) -> str:
-        return ", ".join([scheme_label(config), *(f"{k.split('.', 1)[1]}={config.get(k)}" for k in axes)])
+        return ", ".join([scheme_label(config), *(f"{k.split('.', 1)[1]}={human(config.get(k))}" for k in axes)])
 
     lines += store_cost_section(runs, out, categories, label)
     shown = [k for k in keys if not k.startswith("scheme.")]

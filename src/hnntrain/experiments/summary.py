@@ -221,12 +221,13 @@ def describe_hardware(flat: dict, varying: set[str] | frozenset = frozenset()) -
     epochs = flat.get("train.epochs", 1)
     seeds = flat.get("train.replicas", 1)
     window = flat.get("train.un_window", 0)
+    cap = flat.get("scheme.max_pulses")
     parts = [
         device,
         value("device.c2c", f"c2c {human(c2c)} %"),
         value("sensing.adc_bits", "exact ADC" if bits == 0 else f"{bits}-bit ADC")
         + " every " + value("sensing.every", f"{every:,} samples"),
-        value("scheme.max_pulses", f"cap {flat.get('scheme.max_pulses')} pulses"),
+        value("scheme.max_pulses", f"cap {cap} pulses" if cap else "no pulse cap"),
     ]
     training = [
         value("train.epochs", f"{epochs} epoch{'s' if epochs != 1 else ''}") + " of "
