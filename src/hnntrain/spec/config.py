@@ -6,6 +6,10 @@ and, for device parameters, its *variability class*: ``nominal`` (the same for e
 
 Reading TOML files and ``--set`` overrides, and checking scheme names and options, live in
 :mod:`hnntrain.io.resolve`; this module imports nothing from hnntrain.
+
+Why one module of ~450 lines: every section's dataclass is here so that the field docstrings
+are the single source of ``hnntrain config keys`` and docs/config.md; most of its length is
+those docstrings (unit, range, default and source of every key).
 """
 
 from __future__ import annotations
