@@ -34,7 +34,7 @@ def test_every_scheme_declares_its_hardware(scheme):
 
 
 def test_manhattan_moves_every_touched_weight_by_its_fixed_step():
-    updater, array = make("manhattan", pulses=2)
+    updater, array = make("manhattan", pulses=2, batch=1, min_request=0.5)
     step = 2 * array.dw_step  # one push-pull pulse on a linear device
     request = torch.randn(array.weight.shape, generator=torch.Generator().manual_seed(0)) * 5 * step
     request[0] = 0.1 * step  # below half a pulse: not touched
@@ -123,8 +123,8 @@ def test_tiki_taka_starts_at_symmetry_point_and_transfers_towards_a():
 
 def test_nonlinearity_aware_is_unbiased_where_open_loop_is_not():
     sensing = {"sensing.adc_bits": 0, "sensing.every": 1}
-    aware, a_array = make("nonlinearity_aware", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.6, sensing=sensing)
-    naive, n_array = make("sgd", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.6, sensing=sensing)
+    aware, a_array = make("nonlinearity_aware", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.9, sensing=sensing)
+    naive, n_array = make("sgd", preset="abrupt-ltd", shape=(200, 1, 50), g_ref_fraction=0.9, sensing=sensing)
     request = torch.full_like(a_array.weight, 2 * a_array.dw_step)
     key = Key.from_seed(0, 1)
     aware.before_sample(1, key.fold(0))
@@ -139,5 +139,58 @@ def test_manhattan_learns_with_mini_batches(blobs, tmp_path):
     from hnntrain.engine.run import run
 
     res = run(build_config({"model.hidden": [20], "device.preset": "ideal", "scheme.name": "manhattan",
-                            "train.batch_size": 10, "train.lr": 1.0, "train.epochs": 3}), tmp_path, datasets=blobs)
+                            "train.batch_size": 10, "train.lr": 1.0, "train.epochs": 3, "scheme.batch": 1}), tmp_path,
+              datasets=blobs)
     assert res["test_accuracy"] > 0.8
+
+
+def test_manhattan_takes_the_sign_of_a_mini_batch_inside_the_scheme():
+    updater, array = make("manhattan", batch=3)
+    step = 2 * array.dw_step
+    first = torch.full_like(array.weight, 5 * step)
+    first[0] = -5 * step
+    second = torch.full_like(array.weight, -2 * step)
+    second[0] = 1 * step
+    before = array.weight.clone()
+    updater.update(first, None, None)
+    updater.update(second, torch.arange(array.weight.shape[0]), None)
+    assert torch.equal(array.weight, before)  # nothing applied within the mini-batch
+    updater.update(torch.zeros_like(first), None, None)
+    moved = (array.weight - before) / step
+    assert torch.allclose(moved[1:], torch.ones_like(moved[1:]), atol=1e-4)  # sign of 5 - 2 + 0
+    assert torch.allclose(moved[0], -torch.ones_like(moved[0]), atol=1e-4)  # sign of -5 + 1 + 0
+    assert updater.hardware()["digital_bits_per_synapse"] == 16
+
+
+def test_neurosim_pulses_one_device_against_a_fixed_reference_with_nearest_rounding():
+    updater, array = make("neurosim", g_ref_fraction=0.5)
+    ref = array.g[:, 1].clone()
+    assert torch.allclose(ref, torch.full_like(ref, 5.5))  # mid-range of the ideal device's 1..10 uS
+    step = array.dw_step  # one pulse on one device
+    request = torch.full_like(array.weight, 1.49 * step)
+    request[0] = -2.5 * step
+    request[1] = 0.49 * step
+    before = array.weight.clone()
+    updater.update(request, None, Key.from_seed(0, 1))
+    moved = (array.weight - before) / step
+    assert torch.allclose(moved[2:], torch.ones_like(moved[2:]), atol=1e-4)  # 1.49 -> 1, every time
+    assert torch.allclose(moved[0], torch.full_like(moved[0], -3.0), atol=1e-4)  # halves away from zero
+    assert torch.count_nonzero(moved[1].abs() > 1e-6) == 0  # under half a pulse: lost
+    assert torch.equal(array.g[:, 1], ref)  # the reference never moves
+    totals = array.counter.totals()
+    assert totals["ltp"][1][0] == 0 and totals["ltd"][1][0] == 0
+
+
+def test_tiki_taka_reads_several_rows_and_resets_them():
+    updater, array = make("tiki_taka", shape=(5, 1, 3), rows_per_transfer=2, reset_rows=True, transfer_lr=1.0,
+                          sensing={"sensing.adc_bits": 0})
+    g_sp = updater.g_sp
+    updater.update(torch.full_like(array.weight, 3 * array.dw_step), None, Key.from_seed(0, 1))
+    fast = updater.fast.g
+    assert torch.allclose(fast[:2], torch.full_like(fast[:2], g_sp))  # rows 0 and 1 read, then reset
+    assert bool((fast[2:, 0] > g_sp).all())  # the others still hold the update
+    assert updater.row == 2 and array.counter.totals()["programs"][0][0] == 2 * 3
+    assert bool((array.weight[:2] > 0).all()) and torch.count_nonzero(array.weight[2:]) == 0
+    for step in range(2):
+        updater.update(torch.zeros_like(array.weight), None, Key.from_seed(0, 1).fold(step))
+    assert updater.row == 1  # 2 + 2 + 2 rows, around 5

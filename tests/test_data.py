@@ -388,7 +388,7 @@ def test_all_sources_fail_aggregated_message(fake_mnist, tmp_path: Path) -> None
 
 def test_source_raising_midway_leaves_no_partial_file(fake_mnist, tmp_path: Path) -> None:
     def interrupted(names, staging, progress):
-        with data._atomic_writer(staging / names[0]) as out:
+        with data.atomic_writer(staging / names[0]) as out:
             out.write(fake_mnist[names[0]][:5])
             raise TimeoutError("stalled")
 

@@ -30,6 +30,15 @@ DEVICES = {
 }
 
 
+def assert_same_counters(reference, fused):
+    """Every write-cost counter (pulse totals, programs, reads, writes, refreshes) identical."""
+    ref, fus = reference.state_dict(), fused.state_dict()
+    assert ref.keys() == fus.keys()
+    for name, value in ref.items():
+        same = torch.equal(value, fus[name]) if isinstance(value, torch.Tensor) else value == fus[name]
+        assert same, f"counter {name}: reference {value}, fused {fus[name]}"
+
+
 def table_config(tmp_path) -> DeviceConfig:
     ltp = [1.0, 3.0, 4.5, 5.5, 6.2, 6.6, 6.8, 7.0]
     ltd = [7.0, 3.0, 2.0, 1.5, 1.3, 1.1, 1.05, 1.0]
@@ -70,13 +79,16 @@ def test_fused_update_matches_the_reference(scheme, device, replicas, tmp_path):
         reference.update(request, rows, Key.from_seed(5, replicas).fold(update))
         kernel(request, rows, Key.from_seed(5, replicas).fold(update))
     ref, fus = reference.array, fused.array
-    touched = (ref.g != make(scheme, cfg, replicas).array.g).float().mean()
+    initial = make(scheme, cfg, replicas)
+    if scheme == "tiki_taka":  # requests go to A; C moves one transferred row at a time
+        touched = (reference.fast.g != initial.fast.g).float().mean()
+    else:
+        touched = (ref.g != initial.array.g).float().mean()
     assert touched > 0.2  # the test exercises the device physics
     g_range = float(ref.model.g_range.mean())
     assert torch.allclose(fus.g, ref.g, rtol=0, atol=2e-6 * g_range)
     assert torch.allclose(fus.weight, ref.weight, rtol=0, atol=2e-6 * ref.scale * g_range)
-    assert torch.equal(fus.counter.abs_sum, ref.counter.abs_sum)
-    assert torch.equal(fus.counter.net_sum, ref.counter.net_sum)
+    assert_same_counters(ref.counter, fus.counter)
     if scheme in ("mixed_precision", "tiki_taka"):
         assert torch.allclose(fused.accumulator.value, reference.accumulator.value, rtol=0, atol=1e-6 * step)
     if scheme == "tiki_taka":
@@ -106,9 +118,7 @@ def test_fused_sensing_and_refresh_match_the_reference(scheme, device, adc_bits,
         update(request, None, key.fold(1))
     ref, fus = reference.array, fused.array
     assert ref.counter.refreshes > 50  # the test exercises the refresh
-    assert (fus.counter.refreshes, fus.counter.senses) == (ref.counter.refreshes, ref.counter.senses)
-    for name in ("abs_sum", "net_sum", "programs"):
-        assert torch.equal(getattr(fus.counter, name), getattr(ref.counter, name)), name
+    assert_same_counters(ref.counter, fus.counter)
     g_range = float(ref.model.g_range.mean())
     assert torch.allclose(fus.g, ref.g, rtol=0, atol=2e-6 * g_range)
     assert torch.allclose(fus.weight, ref.weight, rtol=0, atol=2e-6 * ref.scale * g_range)
@@ -139,9 +149,7 @@ def test_fused_crus_matches_the_reference(device, options):
         assert torch.allclose(fused.sensed.estimate, reference.sensed.estimate, rtol=0, atol=1e-5)
     ref, fus = reference.array, fused.array
     assert ref.counter.abs_sum.sum() > 100
-    assert (fus.counter.refreshes, fus.counter.senses) == (ref.counter.refreshes, ref.counter.senses)
-    for name in ("abs_sum", "net_sum", "programs"):
-        assert torch.equal(getattr(fus.counter, name), getattr(ref.counter, name)), name
+    assert_same_counters(ref.counter, fus.counter)
     g_range = float(ref.model.g_range.mean())
     assert torch.allclose(fus.g, ref.g, rtol=0, atol=2e-6 * g_range)
     assert torch.allclose(fus.weight, ref.weight, rtol=0, atol=2e-6 * ref.scale * g_range)
@@ -160,8 +168,7 @@ def test_fused_tiki_taka_transfer_matches_the_reference(options):
         update(request, None, Key.from_seed(6, 2).fold(sample))
     ref, fus = reference.array, fused.array
     assert ref.counter.abs_sum.sum() > 0 and fused.row == reference.row
-    assert fus.counter.senses == ref.counter.senses
-    assert torch.equal(fus.counter.abs_sum, ref.counter.abs_sum)
+    assert_same_counters(ref.counter, fus.counter)
     g_range = float(ref.model.g_range.mean())
     assert torch.allclose(fus.g, ref.g, rtol=0, atol=2e-6 * g_range)
     assert torch.allclose(fused.accumulator.value, reference.accumulator.value, rtol=0, atol=1e-4)

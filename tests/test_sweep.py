@@ -635,6 +635,70 @@ def test_sweep_cli_ctrl_c_exits_2_says_how_to_continue_and_keeps_the_store(tmp_p
     assert counts == {h: 1 for h in planned} and set(statuses.values()) == {"ok"}
 
 
+def _interrupt_note(run_dir: Path) -> str:
+    return json.loads((run_dir / "result.json").read_text())["error"]
+
+
+def test_sweep_ctrl_c_with_two_workers_checkpoints_every_run_in_flight(tmp_path, idx_dir):
+    """The terminal's Ctrl-C reaches the client and both workers, then the client's SIGTERM
+    reaches the workers again: each worker must finish its update and checkpoint on the first."""
+    import torch
+
+    base = _tiny_base(idx_dir, **{"train.samples": 400, "train.epochs": 200, "runtime.checkpoint_seconds": 0.2})
+    sweep_file = _sweep_file(tmp_path / "two.toml", base, {"scheme": ["sgd", "crus"]}, name="two")
+    planned = [r.config_hash for r in load_sweep(sweep_file).runs()]
+    store_path, runs_dir = tmp_path / "two.sqlite", tmp_path / "two.runs"
+    proc = subprocess.Popen([sys.executable, "-c", _WITH_CTRL_C, "sweep", str(sweep_file), "--workers", "2",
+                             "--store", str(store_path)], env=_cli_env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(proc, lambda: len(list(runs_dir.glob("*/checkpoint.pt"))) == 2, "both runs training")
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: every process of the foreground group
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 2, out + err
+    assert "run the same command again" in err and "Traceback" not in out + err, err
+    for h in planned:
+        note = _interrupt_note(runs_dir / h)
+        assert "checkpoint saved" in note, note  # not "the middle of an update": the first signal was honoured
+        state = torch.load(runs_dir / h / "checkpoint.pt", weights_only=False)
+        assert f"epoch {state['epoch'] + 1}, sample {state['position']};" in note
+
+
+def test_compare_ctrl_c_keeps_finished_schemes_and_continues_the_interrupted_one(tmp_path, idx_dir, popen):
+    """compare is a sweep over schemes: Ctrl-C says how to continue; the same command again
+    skips the stored scheme and resumes the other from its checkpoint, to the same numbers."""
+    def args(out: Path) -> list[str]:
+        return ["compare", "--schemes", "fp sgd", "--workers", "1", "--data-dir", str(idx_dir), "--samples", "300",
+                "--epochs", "3", "--set", "model.hidden=[8]", "--set", "train.test_samples=200",
+                "--set", "runtime.checkpoint_seconds=0.001", "--out", str(out)]
+
+    out, fresh_out = tmp_path / "cmp", tmp_path / "fresh"
+    fresh = popen(["-m", "hnntrain.cli", *args(fresh_out)])
+    proc = popen(["-c", _WITH_CTRL_C, *args(out)])
+    _wait_for(proc, lambda: len(_stored(out / "compare.sqlite")) == 1 and (out / "sgd" / "checkpoint.pt").exists(),
+              "fp stored and sgd training")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "continue with the same command" in err and "Traceback" not in err, err
+    assert set(_stored(out / "compare.sqlite").values()) == {"ok"} and len(_stored(out / "compare.sqlite")) == 1
+
+    again = popen(["-m", "hnntrain.cli", *args(out)])
+    stdout, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stdout + stderr
+    assert "2 runs, 1 already in" in stdout
+    assert not (out / "sgd" / "checkpoint.pt").exists()  # a finished run leaves no checkpoint
+    stdout, stderr = fresh.communicate(timeout=120)
+    assert fresh.returncode == 0, stdout + stderr
+    for scheme in ("fp", "sgd"):
+        resumed = json.loads((out / scheme / "result.json").read_text())
+        unbroken = json.loads((fresh_out / scheme / "result.json").read_text())
+        assert _fingerprint(resumed) == _fingerprint(unbroken)
+
+
 def test_run_interrupted_mid_update_resumes_to_the_same_numbers(tmp_path, blobs, monkeypatch):
     """What a Ctrl-C (or the SIGTERM that stops pool workers) does to a run in flight, made
     deterministic: the interrupt lands after layer 1 of update 201 was applied, before layer 2."""

@@ -91,7 +91,7 @@ def test_a_signal_stops_between_updates_and_the_resume_is_exact(tmp_path, blobs,
 
 
 def test_resume_refuses_a_different_config(tmp_path, blobs):
-    run(cfg_for(train__epochs=1), tmp_path, datasets=blobs)
+    run(cfg_for(train__epochs=1), tmp_path, datasets=blobs, keep_checkpoint=True)
     with pytest.raises(ValueError, match="different configuration"):
         run(cfg_for(train__epochs=1, train__lr=0.3), tmp_path, resume=True, datasets=blobs)
 

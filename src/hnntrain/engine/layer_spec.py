@@ -53,9 +53,9 @@ def _section_values(section: str, value: Any, cls: type) -> dict[str, Any]:
 
 
 def layer_config(device: DeviceSpec = "abrupt-ltd", pair: PairConfig | Mapping[str, Any] = PairConfig(),
-                 sensing: SensingConfig | Mapping[str, Any] = SensingConfig(), max_pulses: int = 16) -> RunConfig:
+                 sensing: SensingConfig | Mapping[str, Any] = SensingConfig(), max_pulses: int = 0) -> RunConfig:
     """The validated run configuration of one layer (``device``, ``pair``, ``sensing`` and
-    ``scheme.max_pulses``; everything else default), resolved by :func:`~hnntrain.config.build_config`
+    ``scheme.max_pulses``; everything else default), resolved by :func:`~hnntrain.io.resolve.build_config`
     as for ``hnntrain run``: presets first, explicit keys over them."""
     values = {f"device.{k}": v for k, v in _device_values(device).items()}
     values.update(_section_values("pair", pair, PairConfig))

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from hnntrain.engine.network import Network
-from hnntrain.schemes.update_noise import UpdateNoise
+from hnntrain.schemes.update_noise import NetworkUpdateNoise
 
 
 @torch.no_grad()
@@ -45,17 +45,20 @@ def counter_totals(arrays: list[Any], replicas: int) -> dict[str, float]:
 class TrainingMeasures:
     """Loss, update noise, accuracy trace and counters of one run; explicit state for checkpoints."""
 
-    def __init__(self, net: Network, replicas: int, un_every: int, un_window: int, where: torch.device):
+    def __init__(self, net: Network, replicas: int, un_every: int, un_window: int, where: torch.device,
+                 split: str = "test"):
         self.replicas = replicas
+        self.split = split
+        """Which images evaluations use, ``test`` or ``validation``: names the accuracy keys."""
         self.un_every = un_every
-        self.update_noise = [UpdateNoise(a.weight, un_window) for a in net.arrays]
+        self.update_noise = NetworkUpdateNoise(net.weights(), un_window)
         self.updates = 0
         self.loss_sum = torch.zeros(replicas, dtype=torch.float64, device=where)
         self.loss_count = 0
         self.un_trace: list[dict] = []
         """Update noise of every closed long window: samples seen, window-1 and window UN."""
         self.evals: list[dict] = []
-        """Test accuracy during training: samples seen, mean and per-replica accuracy."""
+        """Accuracy during training (on the ``split`` images): samples seen, mean and per replica."""
         self.counter_marks = counter_totals(net.arrays, replicas)
 
     # -- during an update ------------------------------------------------------------------
@@ -63,36 +66,33 @@ class TrainingMeasures:
         """Window-1 update noise is sampled on every ``un_every``-th update."""
         return self.updates % self.un_every == 0
 
-    def before_update(self, layer: int, array, request: Tensor, rows: Tensor | None, sample: bool) -> Tensor | None:
-        """Record the request; keep the weights a window-1 sample compares against."""
-        self.update_noise[layer].record_request(request, rows)
-        if not sample:
-            return None
-        return (array.weight if rows is None else array.weight.index_select(0, rows)).clone()
+    def before_step(self, net: Network) -> list[Tensor] | None:
+        """Before anything an update writes (sensing, refresh, pulses): the weights a window-1
+        sample compares against, when one is due."""
+        return self.update_noise.snapshot(net.weights()) if self.window1_due() else None
 
-    def after_update(self, layer: int, array, request: Tensor, rows: Tensor | None, before: Tensor | None) -> None:
-        noise = self.update_noise[layer]
-        if before is not None:
-            after = array.weight if rows is None else array.weight.index_select(0, rows)
-            noise.record_window1(after - before, request)
-        noise.end_update(array.weight)
+    def record_request(self, layer: int, request: Tensor, rows: Tensor | None) -> None:
+        self.update_noise.record_request(layer, request, rows)
 
-    def end_step(self, loss: Tensor, samples: int, samples_done: int) -> None:
-        """After every layer of one update: loss, update count, and a closed long window."""
+    def end_step(self, net: Network, before: list[Tensor] | None, loss: Tensor, samples: int,
+                 samples_done: int) -> None:
+        """After every layer of one update: update noise, loss, update count, closed windows."""
+        closed = self.update_noise.end_update(net.weights(), before)
         self.loss_sum += loss
         self.loss_count += samples
         self.updates += 1
-        if self.update_noise[0].updates_in_window == 0:  # a long window just closed in every layer
+        if closed:
             self.trace_window(samples_done + samples)
 
     def trace_window(self, samples: int) -> None:
-        """Append the closed window's UN (mean over layers and replicas) to the trace."""
-        window1 = torch.stack([n.last[0] for n in self.update_noise]).nanmean()
-        window = torch.stack([n.last[1] for n in self.update_noise]).nanmean()
-        self.un_trace.append({"samples": samples, "window1": float(window1), "window": float(window)})
+        """Append the closed window's network UN (mean over replicas) to the trace."""
+        window1, window = self.update_noise.last
+        self.un_trace.append({"samples": samples, "window1": float(window1.nanmean()),
+                              "window": float(window.nanmean())})
 
     def record_eval(self, accuracy: Tensor, samples: int) -> None:
-        self.evals.append({"samples": samples, "test_accuracy": float(accuracy.mean()), "replicas": accuracy.tolist()})
+        self.evals.append({"samples": samples, f"{self.split}_accuracy": float(accuracy.mean()),
+                           "replicas": accuracy.tolist()})
 
     def mean_loss(self) -> float:
         return float(self.loss_sum.mean()) / max(self.loss_count, 1)
@@ -101,33 +101,28 @@ class TrainingMeasures:
     def close_epoch(self, net: Network, accuracy: Tensor, epoch: int, samples_done: int, seconds: float) -> dict:
         """The epoch's record for ``result.json``; resets the loss and the counter marks."""
         self.record_eval(accuracy, samples_done)
-        layers = []
-        closes = self.update_noise[0].updates_in_window > 0
-        for noise, array in zip(self.update_noise, net.arrays):
-            noise.close_window(array.weight)
-            layers.append(noise.take())
-        if closes:
+        if self.update_noise.close_window(net.weights()):
             self.trace_window(samples_done)
+        un = self.update_noise.take()
         totals = counter_totals(net.arrays, self.replicas)
         delta = {k: totals[k] - self.counter_marks[k] for k in totals}
         self.counter_marks = totals
         samples = max(self.loss_count, 1)
         pulses_total = delta["ltp_plus"] + delta["ltp_minus"] + delta["ltd_plus"] + delta["ltd_minus"]
 
-        def mean_of(key: str) -> float:
-            vals = [v for layer in layers for v in layer[key] if math.isfinite(v)]
+        def mean_of(values: list[float]) -> float:
+            vals = [v for v in values if math.isfinite(v)]
             return float(np.mean(vals)) if vals else float("nan")
 
         record = {
             "epoch": epoch,
-            "test_accuracy": float(accuracy.mean()),
-            "test_accuracy_replicas": accuracy.tolist(),
+            f"{self.split}_accuracy": float(accuracy.mean()),
+            f"{self.split}_accuracy_replicas": accuracy.tolist(),
             "train_loss": float(self.loss_sum.sum()) / (samples * self.replicas),
-            "update_noise": {
-                "window1": mean_of("window1"),
-                "window": mean_of("window"),
-                "layers": [{k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for k, v in layer.items()}
-                           for layer in layers],
+            "update_noise": {  # the network's (squared norms summed over layers), mean over replicas
+                "window1": mean_of(un["window1"]),
+                "window": mean_of(un["window"]),
+                "layers": [{k: mean_of(v) for k, v in layer.items()} for layer in un["layers"]],
             },
             "pulses": {
                 "ltp_plus": delta["ltp_plus"], "ltd_plus": delta["ltd_plus"],
@@ -147,11 +142,10 @@ class TrainingMeasures:
     def state_dict(self) -> dict:
         return {"updates": self.updates, "loss_sum": self.loss_sum, "loss_count": self.loss_count,
                 "un_trace": self.un_trace, "evals": self.evals, "counter_marks": self.counter_marks,
-                "noise": [u.state_dict() for u in self.update_noise]}
+                "noise": self.update_noise.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("updates", "loss_count", "un_trace", "evals", "counter_marks"):
             setattr(self, key, state[key])
         self.loss_sum = state["loss_sum"].to(self.loss_sum.device)
-        for noise, s in zip(self.update_noise, state["noise"]):
-            noise.load_state_dict(s)
+        self.update_noise.load_state_dict(state["noise"])

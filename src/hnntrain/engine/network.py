@@ -19,7 +19,14 @@ from hnntrain.physics.devices import build_device, nominal_device
 from hnntrain.physics.pair import FloatArray, PairArray, init_weights
 from hnntrain.physics.sensing import Sensor
 from hnntrain.schemes import SchemeContext, UpdateScheme, build_scheme, get_scheme
-from hnntrain.spec.config import DeviceConfig, PairConfig, RunConfig, SensingConfig
+from hnntrain.spec.config import (
+    ControllerConfig,
+    DeviceConfig,
+    PairConfig,
+    RunConfig,
+    SensingConfig,
+    controller_view,
+)
 
 DENSE_FRACTION = 0.6
 """Above this share of active input rows an update touches every row: a dense pass is then
@@ -43,12 +50,16 @@ def active_rows(x: Tensor) -> Tensor | None:
 
 
 def scheme_context(device: DeviceConfig, sensing: SensingConfig, max_pulses: int,
-                   where: torch.device | str = "cpu") -> SchemeContext:
-    """What a scheme may know besides its array: the nominal device and the sensing hardware."""
-    nominal = nominal_device(device, device=where)
+                   where: torch.device | str = "cpu", controller: ControllerConfig | None = None) -> SchemeContext:
+    """What a scheme may know besides its array: the device model and the sensing its controller
+    believes in (``controller``; default: the nominal truth) and the real sensing hardware."""
+    controller = controller or ControllerConfig()
+    believed_device, believed_sensing = controller_view(device, sensing, controller)
+    nominal = nominal_device(believed_device, device=where)
     return SchemeContext(nominal=nominal, sensing=sensing,
                          sensor=Sensor(sensing, float(nominal.g_min), float(nominal.g_max)),
-                         device=device, max_pulses=max_pulses)
+                         device=believed_device, max_pulses=max_pulses, believed_sensing=believed_sensing,
+                         reset_noise=controller.reset_noise)
 
 
 def program_array(weights: Tensor, device: DeviceConfig, pair: PairConfig, max_pulses: int,
@@ -74,7 +85,7 @@ class Network:
     def __init__(self, cfg: RunConfig, sizes: list[int], init_generator: torch.Generator,
                  d2d_generator: torch.Generator, where: torch.device):
         self.mlp = MLP(sizes, cfg.model.activation, cfg.model.bias)
-        self.ctx = scheme_context(cfg.device, cfg.sensing, cfg.scheme.max_pulses, where)
+        self.ctx = scheme_context(cfg.device, cfg.sensing, cfg.scheme.max_pulses, where, cfg.controller)
         uses_devices = get_scheme(cfg.scheme.name).uses_devices
         self.arrays: list[Any] = []
         self.schemes: list[UpdateScheme] = []
@@ -97,6 +108,7 @@ class Network:
             "sense_every": cfg.sensing.every if hw.get("sensing") else None,
             "max_pulses": cfg.scheme.max_pulses,
             "devices_per_weight": 2 if self.schemes[0].uses_devices else 0,
+            "weight_shapes": [list(shape) for shape in self.mlp.weight_shapes()],
         })
         return hw
 

@@ -2,7 +2,7 @@
 
 A pair layer is an ``nn.Module`` usable inside any model. Its weights are the conductances of a
 :class:`~hnntrain.physics.pair.PairArray` (E = 1), built exactly as the built-in trainer builds its
-arrays: the same device models (presets, explicit :class:`~hnntrain.config.DeviceConfig`,
+arrays: the same device models (presets, explicit :class:`~hnntrain.spec.config.DeviceConfig`,
 fitted ``.toml`` device files, measured ``.csv`` curves), the same pair mapping and the same
 sensing; the update schemes are the registered ones (:mod:`hnntrain.schemes`), attached per layer
 by :class:`hnntrain.optim.DeviceSGD`.
@@ -59,10 +59,10 @@ class PairLinear(PairLayer):
     """``y = [x, 1] @ W`` with W (in_features + 1, out_features) stored in device pairs.
 
     Arguments as :class:`torch.nn.Linear`, plus: ``device`` (preset name, fitted ``.toml``,
-    measured ``.csv``, :class:`~hnntrain.config.DeviceConfig` or mapping of device keys),
-    ``pair`` and ``sensing`` (:class:`~hnntrain.config.PairConfig`,
-    :class:`~hnntrain.config.SensingConfig` or mappings), ``max_pulses`` (pulse cap per device
-    per update) and ``seed`` (None: drawn from torch's global generator, so ``torch.manual_seed``
+    measured ``.csv``, :class:`~hnntrain.spec.config.DeviceConfig` or mapping of device keys),
+    ``pair`` and ``sensing`` (:class:`~hnntrain.spec.config.PairConfig`,
+    :class:`~hnntrain.spec.config.SensingConfig` or mappings), ``max_pulses`` (pulse cap per device
+    per update; 0: none) and ``seed`` (None: drawn from torch's global generator, so ``torch.manual_seed``
     makes models reproducible and layers differ). Inputs (..., in_features); the first axis is
     the sample axis of the per-sample updates.
     """
@@ -70,7 +70,7 @@ class PairLinear(PairLayer):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device: DeviceSpec = "abrupt-ltd",
                  pair: PairConfig | Mapping[str, Any] = PairConfig(),
                  sensing: SensingConfig | Mapping[str, Any] = SensingConfig(),
-                 max_pulses: int = 16, seed: int | None = None):
+                 max_pulses: int = 0, seed: int | None = None):
         super().__init__(in_features, out_features, bias, device, pair, sensing, max_pulses, seed)
         self.in_features = int(in_features)
 
@@ -110,7 +110,7 @@ class PairConv2d(PairLayer):
                  dilation: int | tuple[int, int] = 1, bias: bool = True, device: DeviceSpec = "abrupt-ltd",
                  pair: PairConfig | Mapping[str, Any] = PairConfig(),
                  sensing: SensingConfig | Mapping[str, Any] = SensingConfig(),
-                 max_pulses: int = 16, seed: int | None = None):
+                 max_pulses: int = 0, seed: int | None = None):
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
         self.padding = _pair(padding, "padding")

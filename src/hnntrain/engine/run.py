@@ -18,6 +18,8 @@ import torch
 
 from hnntrain.engine.train import Trainer, TrainingDiverged
 from hnntrain.io.data import ensure_mnist, load_idx_dir
+from hnntrain.physics.cost import price_result
+from hnntrain.physics.counters import run_counters
 from hnntrain.spec.config import NUMERICS_VERSION, RunConfig, config_hash
 
 CHECKPOINT = "checkpoint.pt"
@@ -31,9 +33,24 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(trainer: Trainer, out_dir: Path) -> None:
+    """The trainer's state plus the resolved config, so ``--resume`` needs no other input."""
     tmp = out_dir / (CHECKPOINT + ".tmp")
-    torch.save(trainer.state_dict(), tmp)
+    torch.save({**trainer.state_dict(), "config": trainer.cfg.to_dict()}, tmp)
     os.replace(tmp, out_dir / CHECKPOINT)
+
+
+def checkpoint_config(out_dir: str | Path) -> dict | None:
+    """The resolved config (nested tables) an interrupted run in ``out_dir`` was started with:
+    from its checkpoint, else from its result.json; None when neither says."""
+    out = Path(out_dir)
+    if (out / CHECKPOINT).is_file():
+        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
+        if isinstance(state, dict) and "config" in state:
+            return state["config"]
+    try:
+        return json.loads((out / RESULT).read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def write_result(out_dir: Path, payload: dict) -> None:
@@ -45,17 +62,22 @@ def build_result(cfg: RunConfig, trainer: Trainer | None, status: str, error: st
     final = history[-1] if history else None
     seconds = trainer.train_seconds if trainer else 0.0
     samples = trainer.samples_done if trainer else 0
-    return {
+    split = "validation" if cfg.train.validation else "test"  # which images the accuracies are on
+    extra = {"validation_accuracy": final["validation_accuracy"] if final else None} if cfg.train.validation else {}
+    result = {
         "status": status,
         "error": error,
         "config": cfg.to_dict(),
         "config_hash": config_hash(cfg),
-        "test_accuracy": final["test_accuracy"] if final else None,
-        "replicas": final["test_accuracy_replicas"] if final else [],
+        "test_accuracy": final.get("test_accuracy") if final else None,
+        **extra,
+        "evaluated_on": split,
+        "replicas": final[f"{split}_accuracy_replicas"] if final else [],
         "epochs": history,
         "un_trace": trainer.un_trace if trainer else [],
         "evals": trainer.evals if trainer else [],
         "hardware": trainer.net.hardware(cfg) if trainer else {},
+        "classes": int(max(int(trainer.train_y.max()), int(trainer.test_y.max()))) + 1 if trainer else None,
         "samples_per_s": samples / seconds if seconds > 0 else None,
         "replica_samples_per_s": samples * cfg.train.replicas / seconds if seconds > 0 else None,
         "train_seconds": seconds,
@@ -63,28 +85,36 @@ def build_result(cfg: RunConfig, trainer: Trainer | None, status: str, error: st
         "torch_device": cfg.runtime.device,
         "engine": trainer.engine if trainer else None,
         "numerics_version": NUMERICS_VERSION,
+        "samples": samples,
+        "counters": run_counters(trainer.net.arrays, cfg.train.replicas) if trainer else {},
     }
+    if trainer is not None:  # priced from the stored fields alone, so `hnntrain cost` re-prices identically
+        result["cost"] = price_result(result, cfg.cost)
+    return result
 
 
 def load_datasets(cfg: RunConfig):
-    """(train, test) datasets: any MNIST-layout IDX files in ``data.dir``, else MNIST from
-    $HNNTRAIN_DATA, the cache, or a fetch (hash-checked)."""
-    directory = Path(cfg.data.dir) if cfg.data.dir else None
-    if directory is None or not any(directory.glob("train-images*")):
-        directory = ensure_mnist(directory, quiet=True)
+    """(train, test) datasets: the MNIST-layout IDX files in ``data.dir`` when it is set (a
+    missing folder or file is an error: a mistyped path must not quietly become MNIST), else
+    MNIST from $HNNTRAIN_DATA or the cache, fetched there on first use (the fetch says so on
+    stderr; every file hash-checked)."""
+    directory = Path(cfg.data.dir) if cfg.data.dir else ensure_mnist(None)
     return load_idx_dir(directory, "train"), load_idx_dir(directory, "test")
 
 
 def run(cfg: RunConfig, out_dir: str | Path, resume: bool = False,
         progress: Callable[[int, int, int, float], None] | None = None,
         on_epoch: Callable[[dict], None] | None = None,
-        datasets=None) -> dict:
+        datasets=None, stop: Callable[[], bool] | None = None, keep_checkpoint: bool = False) -> dict:
     """Train ``cfg`` and write ``out_dir/result.json`` (always, also on failure).
 
     A NaN/inf stops the run with ``status: failed``. SIGINT/SIGTERM stop it between two
     updates and write a checkpoint there, so ``resume=True`` continues with exactly the numbers
     of an unbroken run. A second signal stops at once; the last periodic checkpoint (every
     ``runtime.checkpoint_seconds``) is then where a resume starts.
+
+    ``stop``: an external stop request (a sweep worker's own signal flag); with it, ``run``
+    installs no signal handlers. A finished run deletes its checkpoint unless ``keep_checkpoint``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +127,7 @@ def run(cfg: RunConfig, out_dir: str | Path, resume: bool = False,
             raise KeyboardInterrupt
 
     previous = {}
-    if main_thread():
+    if stop is None and main_thread():
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         train_ds, test_ds = datasets if datasets is not None else load_datasets(cfg)
@@ -106,8 +136,10 @@ def run(cfg: RunConfig, out_dir: str | Path, resume: bool = False,
         if resume and ckpt.exists():
             trainer.load_state_dict(torch.load(ckpt, map_location=trainer.device, weights_only=False))
         trainer.fit(progress=progress, checkpoint=lambda t: save_checkpoint(t, out), on_epoch=on_epoch,
-                    should_stop=lambda: bool(signals))
+                    should_stop=stop or (lambda: bool(signals)))
         result = build_result(cfg, trainer, "ok", None)
+        if not keep_checkpoint:
+            ckpt.unlink(missing_ok=True)  # result.json is the record now
     except TrainingDiverged as err:
         result = build_result(cfg, trainer, "failed", str(err))
     except KeyboardInterrupt:
@@ -117,7 +149,8 @@ def run(cfg: RunConfig, out_dir: str | Path, resume: bool = False,
         else:  # half an update applied: resuming from here would not be exact
             where = ("start-up" if trainer is None else "the middle of an update") + \
                     ("; the last periodic checkpoint is kept" if (out / CHECKPOINT).exists() else "")
-        result = build_result(cfg, trainer, "failed", f"interrupted at {where}; continue with --resume --out {out}")
+        result = build_result(cfg, trainer, "failed", f"interrupted at {where}; continue with --resume "
+                                                        f"--out {out} (a sweep or comparison: run it again)")
         write_result(out, result)
         raise
     finally:

@@ -35,24 +35,23 @@ def train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Tensor, l
     (None: the schemes' own)."""
     rows = active_rows(x)
     step_key = key.fold(measures.updates)
-    for layer, before in enumerate(befores or [s.before_sample for s in net.schemes]):
-        before(x.shape[0], step_key.fold(layer, BEFORE))
+    before = measures.before_step(net)
+    for layer, before_sample in enumerate(befores or [s.before_sample for s in net.schemes]):
+        before_sample(x.shape[0], step_key.fold(layer, BEFORE))
     step = net.mlp.step(net.weights(), x, y, lr, rows)
-    sample = measures.window1_due()
     updates = updates or [s.update for s in net.schemes]
-    for layer, (array, update, request) in enumerate(zip(net.arrays, updates, step.requests)):
+    for layer, (update, request) in enumerate(zip(updates, step.requests)):
         layer_rows = rows if layer == 0 else None  # deeper layers see dense hidden activations
-        before = measures.before_update(layer, array, request, layer_rows, sample)
+        measures.record_request(layer, request, layer_rows)
         update(request, layer_rows, step_key.fold(layer, UPDATE))
-        measures.after_update(layer, array, request, layer_rows, before)
-    measures.end_step(step.loss, x.shape[0], samples_done)
+    measures.end_step(net, before, step.loss, x.shape[0], samples_done)
 
 
 def fused_train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Tensor, lr: float, key: rng.Key,
                      samples_done: int, updates: list[Callable], befores: list[Callable], activation: str) -> None:
     """:func:`train_step` for one sample with every layer's update fused: the forward and
     backward pass and the update-noise request sums in numba too (same numbers to float
-    rounding). Window-1 samples take the measuring path of :func:`train_step`."""
+    rounding). Window-1 samples record their requests as :func:`train_step` does."""
     from hnntrain.engine.kernels.network import add_requests, forward_backward
 
     x_row = x[0].numpy()
@@ -60,20 +59,18 @@ def fused_train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Ten
     dense = active.size > DENSE_FRACTION * x_row.size
     rows = np.arange(x_row.size) if dense else active
     step_key = key.fold(measures.updates)
-    for layer, before in enumerate(befores):
-        before(1, step_key.fold(layer, BEFORE))
+    before = measures.before_step(net)
+    for layer, before_sample in enumerate(befores):
+        before_sample(1, step_key.fold(layer, BEFORE))
     weights = [w.numpy() for w in net.weights()]
     requests, loss = forward_backward(net.mlp, activation, weights, x_row, rows, int(y[0]), lr)
-    sample = measures.window1_due()
-    for layer, (array, update, request) in enumerate(zip(net.arrays, updates, requests)):
-        layer_rows = rows if layer == 0 else np.arange(request.shape[0])
+    for layer, (update, request) in enumerate(zip(updates, requests)):
         torch_rows = None if layer > 0 or dense else torch.from_numpy(rows)
         request_t = torch.from_numpy(request)
-        if sample:
-            before = measures.before_update(layer, array, request_t, torch_rows, True)
+        if before is not None:
+            measures.record_request(layer, request_t, torch_rows)
         else:
-            add_requests(measures.update_noise[layer].requested.numpy(), request, layer_rows)
-            before = None
+            layer_rows = rows if layer == 0 else np.arange(request.shape[0])
+            add_requests(measures.update_noise.layers[layer].requested.numpy(), request, layer_rows)
         update(request_t, torch_rows, step_key.fold(layer, UPDATE))
-        measures.after_update(layer, array, request_t, torch_rows, before)
-    measures.end_step(torch.from_numpy(loss), 1, samples_done)
+    measures.end_step(net, before, torch.from_numpy(loss), 1, samples_done)

@@ -25,7 +25,7 @@ from hnntrain.engine.measure import TrainingMeasures, evaluate
 from hnntrain.engine.network import Network, derive_seeds
 from hnntrain.engine.step import fused_train_step, train_step
 from hnntrain.physics import rng
-from hnntrain.spec.config import RunConfig, config_hash
+from hnntrain.spec.config import ConfigError, RunConfig, config_hash
 
 
 class TrainingDiverged(RuntimeError):
@@ -50,13 +50,27 @@ class Trainer:
         self.cfg = cfg
         self.device = torch.device(cfg.runtime.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("runtime.device: CUDA was requested but torch sees no CUDA device; use --device cpu")
-        n_classes = int(max(int(train_y.max()), int(test_y.max())) + 1)
+            raise ConfigError("runtime.device", "CUDA was requested but torch sees no CUDA device; "
+                                                "use --torch-device cpu")
         self.bias = cfg.model.bias
+        held_out = cfg.train.validation
+        self.split = "validation" if held_out else "test"
+        """The images every evaluation uses: the held-out end of the training set, or the test set."""
+        if held_out:  # the test arrays are not read at all (they may be None)
+            if held_out >= train_x.shape[0]:
+                raise ConfigError("train.validation", f"holds out {held_out} of the {train_x.shape[0]} training "
+                                                      f"images; it must be smaller (e.g. {train_x.shape[0] // 6})")
+            keep = train_x.shape[0] - held_out
+            n_classes = int(train_y.max()) + 1
+            train_x, train_y, eval_x, eval_y = train_x[:keep], train_y[:keep], train_x[keep:], train_y[keep:]
+        else:
+            n_classes = int(max(int(train_y.max()), int(test_y.max())) + 1)
+            eval_x, eval_y = test_x[: cfg.train.test_samples], test_y[: cfg.train.test_samples]
         self.train_x = self._with_bias(train_x[: cfg.train.samples]).to(self.device)
         self.train_y = train_y[: cfg.train.samples].to(self.device)
-        self.test_x = self._with_bias(test_x[: cfg.train.test_samples]).to(self.device)
-        self.test_y = test_y[: cfg.train.test_samples].to(self.device)
+        self.test_x = self._with_bias(eval_x).to(self.device)
+        """Evaluation images (the test set, or the validation split: see ``split``)."""
+        self.test_y = eval_y.to(self.device)
 
         init_seed, d2d_seed, data_seed, update_seed = derive_seeds(cfg.train.seed, 4)
         self.data_gen = torch.Generator().manual_seed(data_seed)
@@ -65,7 +79,7 @@ class Trainer:
         self.net = Network(cfg, sizes, torch.Generator().manual_seed(init_seed),
                            torch.Generator().manual_seed(d2d_seed), self.device)
         self.measures = TrainingMeasures(self.net, cfg.train.replicas, cfg.train.un_every, cfg.train.un_window,
-                                         self.device)
+                                         self.device, self.split)
         self.layer_updates = kernels.updaters(self.net.schemes, cfg.runtime.engine)
         """Per layer, the update callable: a fused kernel or the scheme's reference update."""
         self.layer_befores = kernels.before_samplers(self.net.schemes, cfg.runtime.engine)
@@ -122,7 +136,7 @@ class Trainer:
                        self.layer_updates, self.layer_befores)
 
     def evaluate(self) -> Tensor:
-        """Test accuracy per replica (fraction)."""
+        """Accuracy per replica (fraction) on the evaluation images (test set or validation split)."""
         return evaluate(self.net, self.test_x, self.test_y, self.cfg.train.replicas)
 
     def _check_finite(self) -> None:

@@ -1,4 +1,6 @@
-"""Figures and tables. Device responses now; comparison and sweep reports build on it."""
+"""Figures and tables: device responses, and the report of a results store (accuracy and update
+noise versus every swept key, UN during training, a table of every run). How figures look
+(one colour per scheme everywhere, legends outside): :mod:`hnntrain.experiments.figures`."""
 
 from __future__ import annotations
 
@@ -7,7 +9,24 @@ from pathlib import Path
 
 import torch
 
-from hnntrain.experiments.summary import format_accuracy, varying_keys
+from hnntrain.experiments.figures import (
+    cycle_styles,
+    legend_outside,
+    line_style,
+    mark_epochs,
+    scheme_styles,
+    variant_style,
+)
+from hnntrain.experiments.pricing import store_cost_section
+from hnntrain.experiments.summary import (
+    COLUMNS,
+    describe_hardware,
+    footnoted,
+    format_accuracy,
+    human,
+    table_legend,
+    varying_keys,
+)
 from hnntrain.io.plotting import pyplot, save
 from hnntrain.physics.devices.base import DeviceModel
 
@@ -58,58 +77,6 @@ def plot_device(model: DeviceModel, path: str | Path, title: str = "") -> dict[s
     return summary
 
 
-def plot_update_noise(results: dict[str, dict], path: str | Path, title: str = "") -> None:
-    """UN versus training samples (long window, and the window-1 mean within each window),
-    one line per run, from the ``un_trace`` of result.json files. Log scale: schemes differ by
-    orders of magnitude."""
-    plt = pyplot()
-    fig, (ax_w, ax_1) = plt.subplots(1, 2, figsize=(12, 4.8))
-    omitted = []
-    for name, result in results.items():
-        trace = result.get("un_trace") or []
-        if not trace:
-            continue
-        if max(t["window"] for t in trace) < 1e-6:  # floating point: only rounding, would flatten the rest
-            omitted.append(name)
-            continue
-        samples = [t["samples"] for t in trace]
-        ax_w.plot(samples, [t["window"] for t in trace], label=name)
-        ax_1.plot(samples, [t["window1"] for t in trace], label=name)
-    for ax, what in ((ax_w, "long window"), (ax_1, "window 1 (mean within each long window)")):
-        ax.set_yscale("log")
-        ax.set_xlabel("training samples")
-        ax.set_ylabel("update noise ‖ΣΔW_real − ΣΔW_SGD‖² / ‖ΣΔW_SGD‖²")
-        ax.set_title(f"UN, {what}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    if omitted:
-        title = f"{title} ({', '.join(omitted)}: UN < 1e-6, not shown)" if title else f"{', '.join(omitted)} not shown"
-    if title:
-        fig.suptitle(textwrap.fill(title, 110), fontsize=10)
-    save(plt, fig, path)
-
-
-def plot_accuracy(results: dict[str, dict], path: str | Path, title: str = "") -> None:
-    """Test accuracy (mean over replicas, band: min..max) versus training samples per run."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, result in results.items():
-        evals = result.get("evals") or []
-        if not evals:
-            continue
-        samples = [e["samples"] for e in evals]
-        ax.plot(samples, [100 * e["test_accuracy"] for e in evals], marker="o", ms=3, label=name)
-        if len(evals[0]["replicas"]) > 1:
-            ax.fill_between(samples, [100 * min(e["replicas"]) for e in evals],
-                            [100 * max(e["replicas"]) for e in evals], alpha=0.15)
-    ax.set_xlabel("training samples")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(textwrap.fill(title or "test accuracy", 70), fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    save(plt, fig, path)
-
-
 # -- sweep reports (from a results store) -----------------------------------------------------------
 
 AXIS_LABELS = {
@@ -147,7 +114,7 @@ def _numeric(value) -> bool:
 
 def _series_key(config: dict, exclude: str, others: list[str]) -> str:
     parts = [scheme_label(config)]
-    parts += [f"{k.split('.', 1)[1]}={config.get(k)}" for k in others if k != exclude]
+    parts += [f"{k.split('.', 1)[1]}={human(config.get(k))}" for k in others if k != exclude]
     return ", ".join(parts)
 
 
@@ -159,21 +126,28 @@ def plot_metric_vs_key(runs: list, key: str, path: str | Path, metric: str = "te
     plt = pyplot()
     others = [k for k in varying_keys(runs) if k not in _NOT_AXES and not k.startswith("scheme.")]
     series: dict[str, list[tuple[float, float, float]]] = {}
+    scheme_of: dict[str, str] = {}
     for run in runs:
         x, y = run.config.get(key), run.summary.get(metric)
         if run.status != "ok" or not _numeric(x) or y is None:
             continue
         scale_y = 100.0 if metric == "test_accuracy" else 1.0
         err = (run.summary.get("test_accuracy_std") or 0.0) if metric == "test_accuracy" else 0.0
-        series.setdefault(_series_key(run.config, key, others), []).append((x, y * scale_y, err * scale_y))
+        name = _series_key(run.config, key, others)
+        scheme_of[name] = scheme_label(run.config)
+        series.setdefault(name, []).append((x, y * scale_y, err * scale_y))
     if not series:
         return False
     label, factor, log_x = AXIS_LABELS.get(key, (key, 1.0, False))
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    styles = scheme_styles(scheme_of.values())
+    variants: dict[str, int] = {}
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
     for name, points in sorted(series.items()):
         points.sort()
+        variant = variants[scheme_of[name]] = variants.get(scheme_of[name], -1) + 1
+        style = variant_style(styles[scheme_of[name]], variant)
         ax.errorbar([p[0] * factor for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
-                    marker="o", ms=4, capsize=3, label=name)
+                    ms=4, capsize=3, label=name, **style)
     ax.set_xlabel(label)
     if log_x:
         ax.set_xscale("log")
@@ -182,9 +156,9 @@ def plot_metric_vs_key(runs: list, key: str, path: str | Path, metric: str = "te
     else:
         ax.set_ylabel("update noise, long window (unitless)")
         ax.set_yscale("log")
-    ax.set_title(textwrap.fill(title or f"{metric.replace('_', ' ')} versus {key}", 80), fontsize=9)
+    ax.set_title(textwrap.fill(title or f"{metric.replace('_', ' ')} versus {key}", 90), fontsize=8)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    legend_outside(ax)
     save(plt, fig, path)
     return True
 
@@ -204,19 +178,25 @@ def plot_un_vs_epoch(runs: list, path: str | Path, title: str = "") -> bool:
         return False
     cols = min(len(panels), 3)
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.8 * rows), squeeze=False)
+    colours = scheme_styles(panels)
     for ax, (scheme, members) in zip(axes.flat, sorted(panels.items())):
-        for run in members:
+        last = 0.0
+        for run, style in zip(members, cycle_styles(len(members))):
             per_epoch = run.config.get("train.samples") or run.result["epochs"][0].get("samples") or 60000
             trace = [t for t in run.result["un_trace"] if t.get("window") is not None]
-            name = ", ".join(f"{k.split('.', 1)[1]}={run.config.get(k)}" for k in others) or run.config_hash[:8]
-            ax.plot([t["samples"] / per_epoch for t in trace], [t["window"] for t in trace], marker=".", ms=3, label=name)
+            name = ", ".join(f"{k.split('.', 1)[1]}={human(run.config.get(k))}" for k in others) or run.config_hash[:8]
+            ax.plot([t["samples"] / per_epoch for t in trace], [t["window"] for t in trace], ms=3, label=name,
+                    **line_style(style))
+            last = max([last] + [t["samples"] / per_epoch for t in trace])
+        mark_epochs(ax, 1.0, last)
         ax.set_yscale("log")
-        ax.set_xlabel("training progress (epochs)")
+        ax.set_xlabel("training progress (epochs; dotted: epoch boundaries)")
         ax.set_ylabel("update noise, long window (unitless)")
-        ax.set_title(scheme, fontsize=9)
+        ax.set_title(scheme, fontsize=9, color=colours[scheme]["color"])
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6)
+        if len(members) > 1:
+            legend_outside(ax)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     if title:
@@ -248,37 +228,43 @@ def store_report(runs: list, out: str | Path, title: str = "hnntrain sweep repor
             and not any(_follows(runs, k, c) for c in categories)]
     sweeps = sorted({r.sweep for r in runs})
     ok = [r for r in runs if r.status == "ok"]
-    lines = [f"# {title}", "",
+    conditions = describe_hardware(runs[0].config, set(keys)) if runs else ""
+    lines = [f"# {title}", "", f"Conditions: {conditions}.", "",
              f"{len(runs)} runs ({len(ok)} ok, {len(runs) - len(ok)} failed) from sweep(s) {', '.join(sweeps) or '-'}; "
              f"schemes: {', '.join(sorted({scheme_label(r.config) for r in runs}))}.",
              f"Varying keys: {', '.join(keys) or 'none'}. Accuracy: mean ± std over the seeds (replicas) of a run.", ""]
     for key in axes:
         name = key.replace(".", "-")
-        if plot_metric_vs_key(runs, key, out / f"accuracy-vs-{name}.png", title=f"{title}: accuracy versus {key}"):
+        if plot_metric_vs_key(runs, key, out / f"accuracy-vs-{name}.png", title=f"{title}: accuracy versus {key}; {conditions}"):
             lines += [f"## Accuracy versus {AXIS_LABELS.get(key, (key,))[0]}", "",
                       f"![accuracy versus {key}](accuracy-vs-{name}.png)", ""]
             lines += _pivot(runs, key) + [""]
         if plot_metric_vs_key(runs, key, out / f"un-vs-{name}.png", metric="update_noise",
-                              title=f"{title}: update noise versus {key}"):
+                              title=f"{title}: update noise versus {key}; {conditions}"):
             lines += [f"![update noise versus {key}](un-vs-{name}.png)", ""]
     for key in categories:
         name = key.replace(".", "-")
-        if plot_accuracy_by_category(runs, key, out / f"accuracy-by-{name}.png", title=f"{title}: accuracy per {key}"):
+        if plot_accuracy_by_category(runs, key, out / f"accuracy-by-{name}.png", title=f"{title}: accuracy per {key}; {conditions}"):
             lines += [f"## Accuracy per {key}", "", f"![accuracy per {key}](accuracy-by-{name}.png)", ""]
             lines += _pivot(runs, key) + [""]
-    if plot_un_vs_epoch(runs, out / "un-vs-epoch.png", title=f"{title}: update noise during training"):
+    if plot_un_vs_epoch(runs, out / "un-vs-epoch.png", title=f"{title}: update noise during training; {conditions}"):
         lines += ["## Update noise versus epoch", "", "![update noise versus epoch](un-vs-epoch.png)", ""]
+    def label(config: dict) -> str:
+        return ", ".join([scheme_label(config), *(f"{k.split('.', 1)[1]}={human(config.get(k))}" for k in axes)])
+
+    lines += store_cost_section(runs, out, categories, label)
+    shown = [k for k in keys if not k.startswith("scheme.")]
+    ordered = sorted(runs, key=lambda r: (scheme_label(r.config), [json_sort(r.config.get(k)) for k in keys]))
+    rows = [{**r.summary, "scheme": scheme_label(r.config), "status": r.status} for r in ordered]
+    markers, notes = footnoted(rows)
     lines += ["## Every run", "",
-              "| hash | scheme | " + " | ".join(k for k in keys if not k.startswith("scheme.")) +
-              " | status | test accuracy % | UN (window) | pulses/sample | seconds |",
-              "| --- | --- | " + " | ".join("---" for k in keys if not k.startswith("scheme.")) + " | --- | --- | --- | --- | --- |"]
-    for r in sorted(runs, key=lambda r: (scheme_label(r.config), [json_sort(r.config.get(k)) for k in keys])):
-        s = r.summary
-        acc = format_accuracy(s) if s.get("test_accuracy") is not None else "failed"
-        lines.append(f"| {r.config_hash[:8]} | {scheme_label(r.config)} | "
-                     + " | ".join(_fmt(r.config.get(k)) for k in keys if not k.startswith("scheme."))
-                     + f" | {r.status} | {acc} | {_fmt(s.get('update_noise'))} | {_fmt(s.get('pulses_per_sample'))} | "
-                       f"{_fmt(r.seconds)} |")
+              "| hash | scheme | " + " | ".join(shown + ["status"] + [c.title for c in COLUMNS]) + " | seconds |",
+              "| --- | --- | " + " | ".join("---" for _ in shown + ["status"] + COLUMNS) + " | --- |"]
+    for r, row, marker in zip(ordered, rows, markers):
+        lines.append(f"| {r.config_hash[:8]} | {row['scheme']}{marker} | "
+                     + " | ".join([_fmt(r.config.get(k)) for k in shown] + [r.status] + [c.text(row) for c in COLUMNS])
+                     + f" | {human(r.seconds)} |")
+    lines += [""] + [f"{n}  " for n in notes] + ([""] if notes else []) + table_legend(rows, narrow=False)
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -308,19 +294,20 @@ def plot_accuracy_by_category(runs: list, key: str, path: str | Path, title: str
     schemes = sorted({s for _, s in cells})
     width = 0.8 / len(schemes)
     fig, ax = plt.subplots(figsize=(max(7.5, 1.1 * len(groups) * len(schemes) * 0.35 + 3), 4.8))
+    styles = scheme_styles(schemes)
     for i, scheme in enumerate(schemes):
         xs = [g + (i - (len(schemes) - 1) / 2) * width for g in range(len(groups))]
         vals = [cells.get((group, scheme), (float("nan"), 0.0)) for group in groups]
-        color = plt.cm.tab20(i % 20) if len(schemes) > 10 else None  # tab10 repeats after 10 bars
-        ax.bar(xs, [v[0] for v in vals], width, yerr=[v[1] for v in vals], capsize=2, label=scheme, color=color)
+        ax.bar(xs, [v[0] for v in vals], width, yerr=[v[1] for v in vals], capsize=2, label=scheme,
+               color=styles[scheme]["color"], hatch=styles[scheme]["hatch"], edgecolor="white")
     ax.set_xticks(range(len(groups)), groups)
     ax.set_xlabel(key)
     ax.set_ylabel("test accuracy (%), mean ± std over seeds")
     low = min(v[0] for v in cells.values())
     ax.set_ylim(max(0.0, low - 5), 100)
-    ax.set_title(textwrap.fill(title or f"accuracy per {key}", 80), fontsize=9)
+    ax.set_title(textwrap.fill(title or f"accuracy per {key}", 90), fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    legend_outside(ax)
     save(plt, fig, path)
     return True
 
@@ -335,8 +322,8 @@ def _pivot(runs: list, key: str) -> list[str]:
     averaged over; say so when they exist)."""
 
     cells: dict[tuple, list] = {}
-    for r in runs:
-        if r.status == "ok" and r.config.get(key) is not None:
+    for r in runs:  # test accuracies only: a validation-split run is listed under "Every run"
+        if r.status == "ok" and r.config.get(key) is not None and r.summary.get("test_accuracy") is not None:
             cells.setdefault((r.config[key], scheme_label(r.config)), []).append(r.summary)
     schemes = sorted({s for _, s in cells})
     values = sorted({v for v, _ in cells}, key=json_sort)

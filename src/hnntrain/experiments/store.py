@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from hnntrain.experiments.summary import summarize, varying_keys
+from hnntrain.experiments.summary import COST_COLUMNS, summarize, varying_keys
 
 SCHEMA_VERSION = 1
 
@@ -89,10 +89,10 @@ class ResultStore:
 
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a directory; pass the store's .sqlite file")
         if not create and not self.path.is_file():
             raise StoreError(f"{self.path}: no such results store; run `hnntrain sweep SWEEP.toml --store {self.path}` first")
-        if self.path.exists() and self.path.is_dir():
-            raise StoreError(f"{self.path}: is a directory; pass the store's .sqlite file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
@@ -190,7 +190,7 @@ class ResultStore:
 
 
 SUMMARY_COLUMNS = ("test_accuracy", "test_accuracy_std", "seeds", "update_noise", "update_noise_window1",
-                   "pulses_per_sample", "senses", "refreshes", "digital_bits", "extra_arrays", "samples_per_s")
+                   "pulses_per_sample", "senses", "refreshes", "digital_bits", "extra_arrays", "samples_per_s", *COST_COLUMNS)
 
 
 def runs_csv(runs: list[StoredRun]) -> str:

@@ -22,23 +22,23 @@ numbers of a run depend on its config only, never on the executor, the worker or
 Executors: in-process (``workers = 1``), a local process pool (``workers > 1``, the default
 uses every core), or a Dask cluster (``scheduler`` = an address like ``tcp://host:8786``, or
 ``local`` for a ``LocalCluster`` of ``workers`` processes on this machine). Only the client
-writes the store, one transaction per finished run; workers write checkpoints under
-``runs_dir/<config hash>/``, so a run that was in flight when a sweep stopped continues from
-its last checkpoint when the sweep is started again.
+writes the store, one transaction per finished run; runs write checkpoints next to the store
+(``runs/nl-scan.runs/<config hash>/checkpoint.pt`` for ``runs/nl-scan.sqlite``), so a run that
+was in flight when a sweep stopped continues from its checkpoint when the sweep is started
+again. Where runs execute and how they stop: :mod:`hnntrain.experiments.executors`.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import signal
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from hnntrain.experiments.executors import is_lost_worker, make_executor, train_task
 from hnntrain.experiments.store import ResultStore
 from hnntrain.io.resolve import build_config, flatten
 from hnntrain.spec.config import ConfigError
@@ -67,18 +67,26 @@ class Sweep:
     base: dict[str, Any]
     grid: dict[str, list[Any]] = field(default_factory=dict)
     source: str = "<memory>"
+    points: tuple[dict[str, Any], ...] = ()
+    """Explicit points, run instead of the product of ``grid`` when given: a search that is not
+    a product (the trials of ``hnntrain tune``). Same keys and values as a grid point."""
+
+    def _points(self) -> Iterator[dict[str, Any]]:
+        if self.points:
+            yield from self.points
+            return
+        keys = list(self.grid)
+        for combo in itertools.product(*(self.grid[k] for k in keys)):
+            yield dict(zip(keys, combo))
 
     def runs(self) -> list[SweepRun]:
-        """Every run of the grid, validated, in grid order; points that resolve to the same
-        config (for example an option a scheme ignores) appear once."""
-        from hnntrain.experiments.compare import parse_scheme_spec
+        """Every run of the grid (or of ``points``), validated, in order; points that resolve
+        to the same config (for example an option a scheme ignores) appear once."""
         from hnntrain.spec.config import config_hash
 
         runs: list[SweepRun] = []
         seen: set[str] = set()
-        keys = list(self.grid)
-        for combo in itertools.product(*(self.grid[k] for k in keys)):
-            point = dict(zip(keys, combo))
+        for point in self._points():
             values = dict(self.base)
             try:
                 for key, value in point.items():
@@ -92,6 +100,21 @@ class Sweep:
                 seen.add(digest)
                 runs.append(SweepRun(len(runs), point, values, digest))
         return runs
+
+
+def parse_scheme_spec(spec: str) -> dict[str, Any]:
+    """``name`` or ``name:key=value,key=value`` -> ``scheme.*`` config values, so one sweep or
+    comparison can hold variants of a scheme (``crus:accumulate=true``)."""
+    from hnntrain.io.resolve import parse_value
+
+    name, _, options = spec.partition(":")
+    values: dict[str, Any] = {"scheme.name": name.strip()}
+    for item in filter(None, (o.strip() for o in options.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"scheme {spec!r}", "options are key=value, e.g. crus:accumulate=true")
+        values[f"scheme.{key.strip()}"] = parse_value(value.strip())
+    return values
 
 
 def _show(value: Any) -> str:
@@ -147,120 +170,10 @@ def _grid_items(table: dict) -> Iterator[tuple[str, Any]]:
 
 # -- execution -----------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=2)
-def _datasets(data_dir: str | None):
-    from hnntrain.engine.run import load_datasets
-
-    return load_datasets(build_config({"data.dir": data_dir} if data_dir else {}))
-
-
-def train_task(values: dict[str, Any], run_dir: str) -> dict:
-    """Train one run in this process (a pool or Dask worker) and return its result. Resumes from
-    ``run_dir``'s checkpoint when an earlier attempt left one."""
-    from hnntrain.engine.run import run
-
-    cfg = build_config(values)
-    return run(cfg, run_dir, resume=True, datasets=_datasets(cfg.data.dir))
-
-
 def _failed_result(values: dict[str, Any], error: str) -> dict:
     from hnntrain.engine.run import build_result
 
     return build_result(build_config(values), None, "failed", error)
-
-
-class _Inline:
-    """Runs tasks in the calling process, one at a time, as they are asked for."""
-
-    def __init__(self):
-        self._queue: list[tuple[Future, Callable, tuple]] = []
-
-    def submit(self, fn, *args) -> Future:
-        future: Future = Future()
-        self._queue.append((future, fn, args))
-        return future
-
-    def completed(self, futures) -> Iterator[Future]:
-        for future, fn, args in self._queue:
-            future.set_running_or_notify_cancel()
-            try:
-                future.set_result(fn(*args))
-            except KeyboardInterrupt:
-                raise
-            except BaseException as err:  # noqa: BLE001 - reported as a failed run
-                future.set_exception(err)
-            yield future
-
-    def stop(self) -> None:
-        self._queue.clear()
-
-
-class _Pool:
-    """A local process pool. Workers are spawned (not forked: torch's thread pools do not
-    survive a fork) and each uses one thread: at batch 1 one thread per run is fastest, and
-    processes, not threads, are what scale a sweep on a small machine."""
-
-    def __init__(self, workers: int):
-        import multiprocessing
-
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_worker_init)
-
-    def submit(self, fn, *args) -> Future:
-        return self._pool.submit(fn, *args)
-
-    def completed(self, futures) -> Iterator[Future]:
-        return as_completed(futures)
-
-    def stop(self) -> None:
-        # SIGTERM makes a worker's run write its checkpoint before it exits (see train.run)
-        for process in list(getattr(self._pool, "_processes", {}).values()):
-            if process.is_alive():
-                process.terminate()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _worker_init() -> None:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
-
-    torch.set_num_threads(1)
-
-
-class _Dask:
-    """A Dask cluster: an existing scheduler, or a LocalCluster of ``workers`` processes."""
-
-    def __init__(self, scheduler: str, workers: int):
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise ConfigError("--scheduler", "Dask is not installed; pip install 'hnntrain[dask]' "
-                                              "(or distributed), or run without --scheduler") from None
-        self._cluster = None
-        if scheduler == "local":
-            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, env={"OMP_WAIT_POLICY": "PASSIVE"})
-            self.client = Client(self._cluster)
-        else:
-            try:
-                self.client = Client(scheduler, timeout="30s")
-            except OSError as err:
-                raise ConfigError("--scheduler", f"cannot reach the Dask scheduler at {scheduler!r} ({err}); "
-                                                 "check the address, e.g. tcp://host:8786") from None
-
-    def submit(self, fn, *args):
-        # the key makes a resubmitted run (same config) the same task on the cluster
-        return self.client.submit(fn, *args, key=f"hnntrain-run-{Path(args[1]).name}", pure=False, retries=1)
-
-    def completed(self, futures) -> Iterator:
-        from distributed import as_completed as dask_completed
-
-        return dask_completed(list(futures))
-
-    def stop(self) -> None:
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
 
 
 @dataclass
@@ -282,16 +195,27 @@ def plan(sweep: Sweep, store: ResultStore, retry_failed: bool = False) -> tuple[
     return [r for r in runs if r.config_hash not in done_hashes], done
 
 
+def runs_folder(store: ResultStore) -> Path:
+    """Where a sweep's runs keep their checkpoints: ``runs/nl-scan.runs/`` for the store
+    ``runs/nl-scan.sqlite`` (one folder per config hash)."""
+    return store.path.with_suffix(".runs")
+
+
 def execute(sweep: Sweep, store: ResultStore, workers: int | None = None, scheduler: str | None = None,
             runs_dir: str | Path | None = None, retry_failed: bool = False,
             on_start: Callable[[int, int, int], None] | None = None,
-            on_finish: Callable[[SweepRun, dict | None, str | None], None] | None = None) -> SweepOutcome:
+            on_finish: Callable[[SweepRun, dict | None, str | None], None] | None = None,
+            on_progress: Callable[[SweepRun, int, int, int, float], None] | None = None,
+            on_epoch: Callable[[SweepRun, dict], None] | None = None,
+            run_dir: Callable[[SweepRun], Path] | None = None) -> SweepOutcome:
     """Run every run of ``sweep`` that ``store`` does not hold yet and commit each as it ends.
 
     ``on_start(total, skipped, todo)`` is called once; ``on_finish(run, result, lost)`` after each
-    run (``result`` None and ``lost`` a reason when its worker died). Ctrl-C or SIGTERM stops
-    the workers (their runs checkpoint) and re-raises KeyboardInterrupt; everything already
-    committed stays.
+    run (``result`` None and ``lost`` a reason when its worker died); ``on_progress(run, epoch,
+    done, total, loss)`` and ``on_epoch(run, record)`` while runs train (not on Dask). A run
+    trains in ``run_dir(run)`` (default: ``runs_dir/<config hash>``, ``runs_dir`` defaulting to
+    :func:`runs_folder`). Ctrl-C or SIGTERM stops the workers after their current update (their
+    runs checkpoint) and re-raises KeyboardInterrupt; everything already committed stays.
     """
     todo, done = plan(sweep, store, retry_failed)
     outcome = SweepOutcome(total=len(todo) + len(done), skipped=len(done))
@@ -300,14 +224,22 @@ def execute(sweep: Sweep, store: ResultStore, workers: int | None = None, schedu
     if not todo:
         return outcome
     workers = workers or os.cpu_count() or 1
-    runs_root = Path(runs_dir) if runs_dir else store.path.with_suffix(".runs")
-    runs_root.mkdir(parents=True, exist_ok=True)
-    if scheduler:
-        executor: Any = _Dask(scheduler, workers)
-    elif workers == 1 or len(todo) == 1:
-        executor = _Inline()
-    else:
-        executor = _Pool(min(workers, len(todo)))
+    runs_root = Path(runs_dir) if runs_dir else runs_folder(store)
+    folders = {run.config_hash: run_dir(run) if run_dir else runs_root / run.config_hash for run in todo}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    by_key = {run.config_hash: run for run in todo}
+    executor = make_executor(scheduler, workers, len(todo))
+
+    def report(kind: str, key: str, payload: Any) -> None:
+        if kind == "progress" and on_progress:
+            on_progress(by_key[key], *payload)
+        elif kind == "epoch" and on_epoch:
+            on_epoch(by_key[key], payload)
+
+    hooks: tuple = ()
+    if executor.local:  # in-process runs call back directly
+        hooks = (lambda key, *p: report("progress", key, p), lambda key, record: report("epoch", key, record))
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt
@@ -316,8 +248,9 @@ def execute(sweep: Sweep, store: ResultStore, workers: int | None = None, schedu
 
     previous = signal.signal(signal.SIGTERM, on_signal) if main_thread() else None
     try:
-        futures = {executor.submit(train_task, run.values, str(runs_root / run.config_hash)): run for run in todo}
-        for future in executor.completed(futures):
+        futures = {executor.submit(train_task, run.values, str(folders[run.config_hash]), run.config_hash, *hooks): run
+                   for run in todo}
+        for future in executor.completed(futures, poll=lambda: executor.drain(report)):
             run = futures[future]
             try:
                 result = future.result()
@@ -329,7 +262,7 @@ def execute(sweep: Sweep, store: ResultStore, workers: int | None = None, schedu
                     on_finish(run, None, f"worker process died ({err})")
                 continue
             except Exception as err:  # noqa: BLE001 - a run that raised is a failed run, not a dead sweep
-                if _is_lost_worker(err):
+                if is_lost_worker(err):
                     outcome.lost.append(run.label)
                     if on_finish:
                         on_finish(run, None, f"worker died ({type(err).__name__})")
@@ -338,8 +271,7 @@ def execute(sweep: Sweep, store: ResultStore, workers: int | None = None, schedu
             store.record(result, sweep.name)
             if result["status"] == "ok":
                 outcome.finished += 1
-                checkpoint = runs_root / run.config_hash / "checkpoint.pt"
-                checkpoint.unlink(missing_ok=True)  # the stored row is the record now
+                (folders[run.config_hash] / "checkpoint.pt").unlink(missing_ok=True)  # the stored row is the record
             else:
                 outcome.failed += 1
             if on_finish:
@@ -352,9 +284,3 @@ def execute(sweep: Sweep, store: ResultStore, workers: int | None = None, schedu
             signal.signal(signal.SIGTERM, previous)
     executor.stop()
     return outcome
-
-
-def _is_lost_worker(err: BaseException) -> bool:
-    """Dask's KilledWorker (a worker died running the task) is lost work, not a failed run."""
-    return type(err).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError")
-

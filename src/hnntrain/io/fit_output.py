@@ -78,7 +78,7 @@ def device_toml(fit: DeviceFit, table_path: str | Path) -> str:
 
 def write_outputs(fit: DeviceFit, toml_path: str | Path):
     """Write the device TOML and ``<stem>-table.csv``; return (toml path, table path, the
-    :class:`~hnntrain.config.DeviceConfig` read back from the TOML)."""
+    :class:`~hnntrain.spec.config.DeviceConfig` read back from the TOML)."""
     from hnntrain.io.resolve import resolve
     from hnntrain.spec.config import ConfigError
 

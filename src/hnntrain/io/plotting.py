@@ -16,8 +16,9 @@ def pyplot():
 
 
 def save(plt, fig, path: str | Path) -> None:
-    """Tight layout, create the folder, write at 120 dpi, close the figure."""
+    """Tight layout, create the folder, write at 120 dpi (the bounding box takes in legends
+    placed outside the axes), close the figure."""
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

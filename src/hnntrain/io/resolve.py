@@ -13,8 +13,15 @@ from typing import Any, Mapping
 
 from hnntrain.physics.devices.table import TableError, read_curves
 from hnntrain.schemes import check_scheme
-from hnntrain.spec.config import SECTION_CLASSES, ConfigError, RunConfig, validate
-from hnntrain.spec.presets import PRESETS, preset_values
+from hnntrain.spec.config import (
+    SECTION_CLASSES,
+    ConfigError,
+    CostConfig,
+    RunConfig,
+    validate,
+    validate_cost,
+)
+from hnntrain.spec.presets import PRESETS, preset_values, pulse_prices
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,14 +61,20 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
+def read_toml(path: str | Path, missing: str = "pass an existing .toml file") -> dict[str, Any]:
+    """A TOML file's tables; a missing or malformed file is a ConfigError naming it
+    (``missing``: what to do when it does not exist)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(str(path), "config file not found; pass an existing .toml file")
+        raise ConfigError(str(path), f"file not found; {missing}")
     try:
-        return flatten(tomllib.loads(path.read_text()))
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(str(path), f"not valid TOML ({err})") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    return flatten(read_toml(path, "pass an existing config .toml file"))
 
 
 def _coerce(key: str, value: Any, annotation: str) -> Any:
@@ -127,7 +140,24 @@ def build_config(values: Mapping[str, Any]) -> RunConfig:
     cfg = RunConfig(**{name: cls(**sections[name]) for name, cls in SECTION_CLASSES.items()})
     validate(cfg)
     check_scheme(cfg.scheme.name, dict(cfg.scheme.params))  # unknown scheme or option: fail before training
+    pulse_prices(cfg.cost.pulse_preset, cfg.device.preset)  # an unknown write-pulse technology: fail now
     return cfg
+
+
+def build_cost(values: Mapping[str, Any], device_preset: str | None = None) -> CostConfig:
+    """``cost.*`` dotted keys (a stored run's ``[cost]`` plus ``--set`` overrides) -> validated
+    :class:`CostConfig`, without the rest of the run's config (re-pricing a finished run)."""
+    known = {f.name: f for f in fields(CostConfig)}
+    kwargs = {}
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        if section != "cost" or name not in known:
+            raise ConfigError(key, f"not a price; cost has {', '.join(sorted(known))}")
+        kwargs[name] = _coerce(key, value, str(known[name].type))
+    cost = CostConfig(**kwargs)
+    validate_cost(cost)
+    pulse_prices(cost.pulse_preset, device_preset)
+    return cost
 
 
 def resolve(config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:

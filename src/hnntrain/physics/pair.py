@@ -36,6 +36,8 @@ class PairArray:
     """Conductances of one layer's device pairs, the true device model, and write counters."""
 
     uses_devices = True
+    extra = False
+    """True for a scheme's additional array (Tiki-Taka's A): its writes and reads are counted apart."""
 
     def __init__(self, g: Tensor, model: DeviceModel, scale: float, max_pulses: int):
         self.g = g
@@ -44,12 +46,14 @@ class PairArray:
         """True device model, per-device parameters broadcastable to ``g``."""
         self.scale = float(scale)
         """Weight per microsiemens of G+ - G-."""
-        self.max_pulses = int(max_pulses)
-        """Pulse cap per device per update."""
+        self.max_pulses = int(max_pulses) or model.levels
+        """Pulse cap per device per update; 0 asks for a full sweep (``levels``), which no
+        update needs, so the cap never clips a request (see ``scheme.max_pulses``)."""
         self.counter = WriteCounter(g.shape[2], g.device)
         self.w = self._weight(self.g)
-        self.dw_step = self.scale * model.nominal_step
-        """Weight change of one nominal (linear-equivalent) pulse on one device."""
+        self.dw_step = self.scale * model.operating_step
+        """Weight change of one pulse on one device at mid-range (the device's operating step,
+        mean of LTP and LTD): the unit of every open-loop pulse count."""
 
     @classmethod
     def create(cls, weights: Tensor, model: DeviceModel, cfg: PairConfig, max_pulses: int) -> "PairArray":
@@ -72,17 +76,17 @@ class PairArray:
         return self.w
 
     def pulse(self, pulses: Tensor, rows: Tensor | None, key: rng.Key | None,
-              cap: int | None = None) -> Tensor:
+              cap: int | None = None, refresh: bool = False) -> Tensor:
         """Apply signed pulse counts (k, 2, E, out) to the inputs ``rows`` (all when None).
 
         Counts are capped at ``cap`` (default ``max_pulses``) per device, applied through the
         device model with
         cycle-to-cycle noise, counted, and the weights updated. Returns the new conductances
-        of the touched columns.
+        of the touched columns. ``refresh`` marks the rewrite after a reset (counted apart).
         """
         cap = self.max_pulses if cap is None else cap
         pulses = pulses.clamp(-cap, cap)
-        self.counter.add_pulses(pulses)
+        self.counter.add_pulses(pulses, refresh, self.extra)
         if rows is None:
             self.g = self.model.apply(self.g, pulses, key)
             self.w = self._weight(self.g)
@@ -122,6 +126,7 @@ class FloatArray:
         return self.w
 
     def add(self, dw: Tensor, rows: Tensor | None) -> None:
+        self.counter.add_write(dw.shape[0], dw.shape[2])
         if rows is None:
             self.w += dw
         else:

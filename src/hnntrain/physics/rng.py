@@ -65,6 +65,8 @@ C2C = 2
 """Cycle-to-cycle noise of a pulsed device."""
 READ = 3
 """Read noise of a sensed device."""
+RESET = 4
+"""Where a reset lands around the home bound."""
 
 # Acklam's inverse normal CDF coefficients (central region and tails)
 _A = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,

@@ -20,6 +20,19 @@ from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.spec.config import SensingConfig
 
 
+def code_position(g: Tensor, g_min: float, g_max: float, codes: int) -> Tensor:
+    """Position of ``g`` on ``codes + 1`` levels spread evenly over [g_min, g_max] (continuous,
+    unclipped): (g - g_min) / (g_max - g_min) * codes."""
+    return (g - g_min) / (g_max - g_min) * codes
+
+
+def adc_code(g: Tensor, g_min: float, g_max: float, codes: int) -> Tensor:
+    """The ADC: nearest of ``codes + 1`` levels over [g_min, g_max], clipped to 0..codes (as a
+    float tensor). The one quantizer of the project: reads, CRUS's policy index and the
+    optimization's state grid all use it."""
+    return torch.round(code_position(g, g_min, g_max, codes)).clamp(0, codes)
+
+
 class Sensor:
     """The read path (ADC + noise) for one nominal conductance range."""
 
@@ -46,14 +59,14 @@ class Sensor:
             g = g + xi * (self.cfg.read_noise * g_range)
         if not self.codes:
             return g.clone()  # a reading, never an alias of the physical state
-        code = torch.round((g - self.g_min) / g_range * self.codes).clamp(0, self.codes)
+        code = adc_code(g, self.g_min, self.g_max, self.codes)
         return self.g_min + code * (g_range / self.codes)
 
     def read_array(self, array, key: rng.Key | None = None, rows: Tensor | None = None) -> Tensor:
         """Read every device of ``array`` (or of its input ``rows``) and count the reads in
         the array's write counter: the one way schemes sense."""
         g = array.g if rows is None else array.g.index_select(0, rows)
-        array.counter.senses += g.numel()
+        array.counter.add_reads(g.numel(), g.shape[0], array.extra)
         return self.read(g, key, rows)
 
 

@@ -5,6 +5,7 @@ from hnntrain.schemes import (  # noqa: F401  (registration)
     fp,
     manhattan,
     mixed_precision,
+    neurosim,
     nonlinearity_aware,
     sgd,
     threshold,

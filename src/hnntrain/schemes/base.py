@@ -60,12 +60,18 @@ class SchemeContext:
     """What a scheme may know besides its array: the nominal device, the sensing hardware."""
 
     nominal: DeviceModel
-    """The device model a controller believes in (no variation)."""
+    """The device model a controller believes in (no variation; ``controller.*`` may make it
+    differ from the true nominal device)."""
     sensing: SensingConfig
     sensor: Sensor
     device: DeviceConfig | None = None
-    """The nominal device description (for schemes that optimize against it)."""
-    max_pulses: int = 16
+    """The device description the controller believes in (for schemes that optimize against it)."""
+    max_pulses: int = 0
+    """``scheme.max_pulses`` (0: no clipping; the arrays resolve it to a full sweep)."""
+    believed_sensing: SensingConfig | None = None
+    """The sensing the controller's optimization assumes (its read-noise belief); None: ``sensing``."""
+    reset_noise: float = 0.0
+    """Sigma of where a reset lands around the home bound, fraction of the range."""
 
     def sensed_state(self, track: bool | None = None) -> SensedState:
         """A controller estimate with this hardware's sensing; ``track`` overrides the config."""

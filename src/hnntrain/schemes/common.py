@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hnntrain.physics import rng
 from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.schemes.base import stochastic_round
 
@@ -45,11 +46,12 @@ def model_pulses(nominal: DeviceModel, g_est: Tensor, change: Tensor, ltp: Tenso
 
 
 def refresh_pairs(array, estimate: Tensor, mask: Tensor, home_is_min: bool, nominal: DeviceModel,
-                  generator: torch.Generator | None) -> Tensor:
+                  generator: torch.Generator | None, reset_noise: float = 0.0) -> Tensor:
     """Reset the pairs in ``mask`` (in, E, out) to the home bound and reprogram their estimated
-    difference onto one device with gradual pulses from home (model-based count). Counts one
-    refresh per pair, the reset as program events and the pulses as usual. Returns the
-    conductances the controller believes it wrote (for its estimate)."""
+    difference onto one device with gradual pulses from home (model-based count). A reset lands
+    on the bound plus Gaussian noise of ``reset_noise`` x range (clipped into the range); the
+    controller counts from the bound. Counts one refresh per pair, the reset as program events
+    and the pulses as usual. Returns the conductances the controller believes it wrote."""
     g_min, g_max = float(nominal.g_min), float(nominal.g_max)
     diff = estimate[:, 0] - estimate[:, 1]
     if home_is_min:  # the larger device carries the difference above g_min
@@ -60,14 +62,24 @@ def refresh_pairs(array, estimate: Tensor, mask: Tensor, home_is_min: bool, nomi
     home = g_min if home_is_min else g_max
     both = mask.unsqueeze(1).expand_as(estimate)
     start = torch.full_like(estimate, home)
-    array.set_conductance(start, both)
+    landed = start
+    if reset_noise > 0:
+        xi = rng.normal(generator.take(rng.RESET), start.shape, None, start.device).to(start.dtype)
+        landed = start + xi * (reset_noise * (g_max - g_min))
+    array.set_conductance(landed, both)
     ltp = torch.full_like(estimate, home_is_min, dtype=torch.bool)
     n = stochastic_round(nominal.pulses_to(start, target, ltp), generator)
     n = torch.where(both, n, torch.zeros_like(n))
     # reprogramming from home may take up to the full pulse range (a refresh is a slow write)
-    array.pulse(n if home_is_min else -n, None, generator, cap=array.model.levels)
+    array.pulse(n if home_is_min else -n, None, generator, cap=array.model.levels, refresh=True)
     array.counter.refreshes += int(mask.sum())
     return torch.where(both, target, estimate)
+
+
+def push_pull_count(request: Tensor, dw_step: float) -> Tensor:
+    """A weight change in push-pull pulses (continuous): dW / (2 dw_step), each device of the
+    pair delivering half of it with one nominal step per pulse."""
+    return request * (0.5 / dw_step)
 
 
 def push_pull(n: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hnntrain.physics.sensing import adc_code
 from hnntrain.schemes.base import UpdateScheme, register
 from hnntrain.schemes.common import (
     DigitalAccumulator,
@@ -41,8 +42,9 @@ from hnntrain.schemes.optimize import (
     OptimizeSpec,
     Policy,
     solve,
+    step_mismatch,
 )
-from hnntrain.spec.config import ConfigError
+from hnntrain.spec.config import ConfigError, DeviceConfig
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,15 @@ class CrusOptions:
             raise ConfigError("scheme.noise_window", "must be >= 1 update")
 
 
+def policy_spec(options: CrusOptions, device: DeviceConfig, max_pulses: int) -> OptimizeSpec:
+    """What the optimization assumes, from the scheme's options and the hardware: the device's
+    c2c, the controller's tracking, and its model's step error from the device-to-device spread."""
+    return OptimizeSpec(request_pulses=options.request_pulses, max_pulses=max_pulses or device.levels, c2c=device.c2c,
+                        c2c_mode=device.c2c_mode, refresh=options.refresh, reverse=options.reverse,
+                        noise_window=options.noise_window, track=options.track,
+                        step_mismatch=step_mismatch(device))
+
+
 @lru_cache(maxsize=32)
 def _optimized(device, sensing, spec: OptimizeSpec) -> Policy:
     return solve(device, sensing, spec)
@@ -98,7 +109,7 @@ def hand_policy(levels: int, home: str, reverse_levels: int, window_levels: int,
     window = window_levels if window_levels >= 0 else levels // 2
     ref = refresh & (d_plus > window) & (d_minus > window)
     return Policy(levels=levels, up=up.astype(np.int8), down=down.astype(np.int8), refresh=ref, home=home,
-                  expected_un=float("nan"), occupancy=np.zeros((levels, levels)))
+                  lp_cost=float("nan"), occupancy=np.zeros((levels, levels)))
 
 
 @register
@@ -108,10 +119,8 @@ class CRUS(UpdateScheme):
 
     def __init__(self, options: CrusOptions, array, ctx):
         super().__init__(options, array, ctx)
-        sensing = ctx.sensing
-        spec = OptimizeSpec(request_pulses=options.request_pulses, max_pulses=ctx.max_pulses, c2c=ctx.device.c2c,
-                            refresh=options.refresh, reverse=options.reverse, noise_window=options.noise_window)
-        optimal = _optimized(ctx.device, sensing, spec)
+        spec = policy_spec(options, ctx.device, array.max_pulses)
+        optimal = _optimized(ctx.device, ctx.believed_sensing or ctx.sensing, spec)  # the controller's beliefs
         if options.optimize:
             self.policy = optimal
         else:
@@ -142,8 +151,7 @@ class CRUS(UpdateScheme):
     # -- state --------------------------------------------------------------------------------
     def _codes(self, g: Tensor) -> Tensor:
         """Flat policy index of each pair from conductances (..., 2, E, out) -> (..., E, out)."""
-        scale = (self.levels - 1) / (self.g_max - self.g_min)
-        codes = ((g - self.g_min) * scale).round_().clamp_(0, self.levels - 1).long()
+        codes = adc_code(g, self.g_min, self.g_max, self.levels - 1).long()
         return codes[:, 0] * self.levels + codes[:, 1]
 
     def before_sample(self, samples: int, generator) -> None:
@@ -155,7 +163,8 @@ class CRUS(UpdateScheme):
         est = self.sensed.estimate
         mask = self.table_refresh[self._codes(est)]  # (in, E, out)
         if bool(mask.any()):
-            self.sensed.estimate = refresh_pairs(self.array, est, mask, self.home_is_min, self.ctx.nominal, generator)
+            self.sensed.estimate = refresh_pairs(self.array, est, mask, self.home_is_min, self.ctx.nominal, generator,
+                                                 self.ctx.reset_noise)
 
     # -- one update -----------------------------------------------------------------------------
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:

@@ -22,10 +22,25 @@ plans. c(s,a) is the expected squared deviation of the realized from the request
 (an unbiased count's rounding noise averages out; counting it in full, as a window-1 UN does,
 rewards policies that park devices where pulses do nothing). It is averaged over the request
 distribution (sign +/- equally likely, magnitude exponential with mean ``request_pulses``
-nominal steps) and over the controller's estimate error (ADC quantization and read noise,
-two-point quadrature at +/- sigma). Pulse counts are model-based: the nominal curve inverted at
-the estimated state. A refresh costs the variance of the weight error it writes. Divided by the
-mean squared request, the objective is the expected long-window update noise per update.
+nominal steps, Gauss-Laguerre points) and over the controller's estimate error, two-point
+quadrature at +/- sigma(t). Pulse counts are model-based: the nominal curve inverted at the
+estimated state.
+
+What the controller sees between reads, as a function of the sensing interval K: at a read its
+estimate is off by the ADC's quantization and the read noise; every update since adds the
+cycle-to-cycle noise of the pulses it issued and its nominal model's step error on the change
+it made (device-to-device variation it does not know), or, without tracking, the whole change
+(:func:`estimate_sigmas`). The cost is averaged over the age t of the estimate, uniform over the
+K updates between reads (three-point quadrature). A refresh can only happen at a read, so the
+refresh plan acts on 1/K of the updates. So the policy depends on K, the ADC bits, read noise,
+c2c and d2d. A refresh costs the variance of the weight error it writes. The objective divided
+by the mean squared request is :attr:`Policy.lp_cost`, a proxy on its own scale (see there).
+
+Checked against a Monte-Carlo run of the same policy by the CRUS scheme itself on nominal
+devices (:mod:`hnntrain.schemes.policy_check`, ``tests/test_crus.py``): the program
+overestimates the measured objective by about 1.5-2.2x on the nonlinear presets (its chain
+over ADC codes spreads faster than the continuous conductance does) and far more on the linear
+``ideal`` device, whose steps are much finer than an ADC code.
 
 The LP's dual values on the balance constraints are the relative values h(s) of the states;
 the policy used everywhere (also in states the optimal chain never visits, which a real array
@@ -36,13 +51,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.optimize import linprog
 
-from hnntrain.physics.devices import DeviceModel, nominal_device
+from hnntrain.physics.devices import DeviceModel, build_device, nominal_device
+from hnntrain.physics.sensing import adc_code, code_position
 from hnntrain.schemes.common import gradual_is_ltp
 from hnntrain.spec.config import DeviceConfig, SensingConfig
 
@@ -71,6 +88,18 @@ class OptimizeSpec:
     rounding variance / noise_window next to the squared systematic error. 1 would be the
     window-1 UN, which rewards parking devices where pulses do nothing; infinity ignores how
     coarse a pulse is."""
+    c2c_mode: str = "additive"
+    """How c2c scales with the pulse count (as ``device.c2c_mode``)."""
+    track: bool = True
+    """The controller propagates its estimate through the nominal model between reads (False:
+    it keeps the last reading, and the device moves away from it)."""
+    updates_per_read: float = 0.0
+    """Updates of one synapse between two reads; 0: the sensing interval K (one update per
+    sample, the most a synapse can receive)."""
+    step_mismatch: float = 0.0
+    """Relative sigma of a device's true pulse step around the controller's model (device-to-
+    device variation the controller does not know): its tracked estimate drifts by this
+    fraction of every change it makes."""
 
 
 @dataclass
@@ -84,10 +113,16 @@ class Policy:
     refresh: np.ndarray
     home: str
     """Bound a refresh resets to: ``g_min`` (abrupt LTD) or ``g_max`` (abrupt LTP)."""
-    expected_un: float
-    """Predicted window-1 update noise (mean squared deviation / mean squared request)."""
+    lp_cost: float
+    """The program's optimal average cost per update: squared systematic error plus rounding and
+    c2c variance / ``noise_window``, divided by the mean squared request. A proxy on its own
+    scale, not the window-1 UN and not the measured long-window UN of a training run (whose
+    requests are far from this traffic); :func:`hnntrain.schemes.policy_check.simulate_policy`
+    measures the same quantity by Monte Carlo."""
     occupancy: np.ndarray = field(repr=False)
     """Long-run probability of each state under the optimal policy (L x L)."""
+    reads_per_update: float = 1.0
+    """1/K: a refresh state is acted on only at a read."""
 
     def summary(self) -> dict:
         """The rules in ADC levels, for printing and docs."""
@@ -104,21 +139,21 @@ class Policy:
         return {
             "levels": self.levels,
             "home": self.home,
-            "expected_un": self.expected_un,
+            "lp_cost": self.lp_cost,
             "increase_by_ltd_on_g_minus_at_levels": rev_minus_levels,
             "share_ltd_increases": float((occ * reverse_up).sum()),
             "share_ltd_decreases": float((occ * (self.down == LTD_ACTION)).sum()),
             "refresh_states": refresh_states,
-            "refresh_rate_per_update": float((occ * self.refresh).sum()),
+            "refresh_rate_per_update": float((occ * self.refresh).sum() * self.reads_per_update),
             "operating_window_levels_95pct": [int(keep.min()), int(keep.max())],
         }
 
 
 def _exp_quantiles(mean: float, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Equal-probability representative points of an exponential distribution."""
-    edges = np.linspace(0, 1, count + 1)
-    mids = (edges[:-1] + edges[1:]) / 2
-    return -mean * np.log1p(-mids), np.full(count, 1.0 / count)
+    """Gauss-Laguerre points and weights of an exponential distribution of mean ``mean``:
+    exact for polynomials of degree < 2 count (so the mean squared request is exact)."""
+    nodes, weights = np.polynomial.laguerre.laggauss(count)
+    return mean * nodes, weights
 
 
 class _Physics:
@@ -160,17 +195,77 @@ class Problem:
     """Mean squared request: the normalization that turns cost into update noise."""
 
 
+@lru_cache(maxsize=32)
+def step_mismatch(device: DeviceConfig, samples: int = 4096) -> float:
+    """Relative sigma of one pulse's step at mid-range across devices (device-to-device
+    variation) around the nominal model's: how far a controller that tracks with the nominal
+    model drifts per unit of change. 0 without device-to-device variation."""
+    if device.d2d_g == 0 and device.d2d_nl == 0:
+        return 0.0
+    drawn = build_device(device, (samples,), torch.Generator().manual_seed(0), dtype=torch.float64)
+    nominal = nominal_device(device, dtype=torch.float64)
+    mid = torch.tensor((device.g_min + device.g_max) / 2, dtype=torch.float64)
+    one = torch.ones((), dtype=torch.float64)
+    rel = []
+    for sign in (1.0, -1.0):
+        true_step = (drawn.response(mid.expand(samples), sign * one) - mid).abs()
+        nominal_step = (nominal.response(mid, sign * one) - mid).abs()
+        rel.append(true_step / nominal_step - 1)
+    return float(torch.cat(rel).square().mean().sqrt())
+
+
+def _c2c_variance(n: np.ndarray, realized: np.ndarray, c2c: float, mode: str) -> np.ndarray:
+    """Variance (range units squared) that cycle-to-cycle noise adds to a change of ``n``
+    pulses whose noise-free size is ``realized`` (as DeviceModel.apply)."""
+    if mode == "additive":
+        return n * c2c**2
+    return realized**2 * c2c**2 / np.maximum(n, 1)
+
+
+def estimate_ages(updates_per_read: float, points: int = 3) -> list[tuple[float, float]]:
+    """(updates since the last read, weight) quadrature of the age of the controller's estimate
+    at an update, uniform over 0 .. K-1: exact for K <= ``points``, else midpoints."""
+    k = max(float(updates_per_read), 1.0)
+    if k <= points:
+        count = round(k)
+        return [(float(t), 1.0 / count) for t in range(count)]
+    return [((j + 0.5) / points * k - 0.5, 1.0 / points) for j in range(points)]
+
+
+def estimate_sigmas(sensing: SensingConfig, spec: OptimizeSpec, step: float, mean_sq: float) -> list[tuple[float, float]]:
+    """(sigma of the controller's estimate of one device, range units; weight) over the ages of
+    the estimate between two reads.
+
+    At a read the error is the ADC's quantization (LSB^2 / 12) and the read noise. Every later
+    update adds what the controller cannot see: the cycle-to-cycle noise of the pulses it issued
+    and its model's step error on the change it made (tracking), or the whole change (no
+    tracking). Each device is moved by about half of the updates, on average by
+    ``request_pulses`` nominal steps:
+
+        sigma^2(t) = LSB^2/12 + read^2 + t * (c2c^2 n/2 + mismatch^2 E[m^2]/2)       (tracking)
+        sigma^2(t) = LSB^2/12 + read^2 + t * (c2c^2 n/2 + E[m^2]/2)                  (no tracking)
+    """
+    adc_levels = (1 << sensing.adc_bits) if sensing.adc_bits > 0 else 0
+    at_read = (1.0 / (adc_levels - 1)) ** 2 / 12 if adc_levels else 0.0
+    at_read += sensing.read_noise**2
+    pulses = spec.request_pulses
+    c2c = float(_c2c_variance(np.array(pulses), np.array(pulses * step), spec.c2c, spec.c2c_mode))
+    drift = 0.5 * c2c + 0.5 * (spec.step_mismatch**2 if spec.track else 1.0) * mean_sq
+    every = spec.updates_per_read or sensing.every
+    return [(math.sqrt(at_read + age * drift), w) for age, w in estimate_ages(every)]
+
+
 def build_problem(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSpec = OptimizeSpec()) -> Problem:
     """Discretize the pair states and tabulate every plan's cost and transitions."""
     model = nominal_device(device, dtype=torch.float64)
     phys = _Physics(model, spec.max_pulses)
     adc_levels = (1 << sensing.adc_bits) if sensing.adc_bits > 0 else 256
     levels = min(adc_levels, MAX_LEVELS)
-    lsb = 1.0 / (adc_levels - 1)
-    sigma = math.sqrt(lsb**2 / 12 + sensing.read_noise**2) if sensing.adc_bits > 0 else sensing.read_noise
     grid = np.linspace(0, 1, levels)
     step = 1.0 / model.levels  # nominal step, range units
     magnitudes, weights = _exp_quantiles(spec.request_pulses * step, spec.magnitudes)
+    mean_sq = float(np.sum(weights * magnitudes**2))
+    sigmas = estimate_sigmas(sensing, spec, step, mean_sq)
     home = "g_min" if gradual_is_ltp(model) else "g_max"
 
     n_states = levels * levels
@@ -178,7 +273,8 @@ def build_problem(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSp
     ip, im = ip.ravel(), im.ravel()
 
     def code_split(x: np.ndarray):
-        t = np.clip(x, 0, 1) * (levels - 1)
+        """The two codes around x and the weight of the upper one (linear interpolation)."""
+        t = code_position(torch.from_numpy(np.clip(x, 0, 1)), 0.0, 1.0, levels - 1).numpy()
         lo = np.floor(t).astype(int).clip(0, levels - 1)
         hi = np.minimum(lo + 1, levels - 1)
         return lo, hi, t - lo
@@ -192,30 +288,32 @@ def build_problem(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSp
         cost = np.zeros(n_states)
         rows, cols, vals = [], [], []
         for m, pm in zip(magnitudes, weights):
-            for est_err in (-sigma, sigma):
-                n_cont = phys.count(np.clip(x_dev + est_err, 0, 1), np.full(n_states, m), ltp)
-                lo_n = np.floor(n_cont)
-                frac = n_cont - lo_n
-                mean_effect = np.zeros(n_states)
-                mean_sq_effect = np.zeros(n_states)
-                for n, pn in ((lo_n, 1 - frac), (lo_n + 1, frac)):
-                    n = np.minimum(n, spec.max_pulses)
-                    x_new = phys.move(x_dev, n if ltp else -n)
-                    realized = x_new - x_dev  # change of this device
-                    # its effect on G+ - G-: + for G+, - for G-
-                    mean_effect += pn * (realized if moves_plus else -realized)
-                    mean_sq_effect += pn * (realized**2 + n * spec.c2c**2)  # c2c: variance n sigma^2
-                    p = 0.5 * pm * pn  # two-point estimate error: each half
-                    lo, hi, t = code_split(x_new)
-                    for code, pc in ((lo, 1 - t), (hi, t)):
-                        nxt = code * levels + im if moves_plus else ip * levels + code
-                        rows.append(np.arange(n_states))
-                        cols.append(nxt)
-                        vals.append(p * pc)
-                # systematic error in full; rounding noise of an unbiased count averages out over
-                # the window, a wrong step estimate or a saturated device does not
-                variance = mean_sq_effect - mean_effect**2
-                cost += 0.5 * pm * ((mean_effect - sign * m) ** 2 + variance / spec.noise_window)
+            for sigma, p_age in sigmas:
+                for est_err in (-sigma, sigma):  # two-point quadrature of the estimate error
+                    p_err = 0.5 * p_age
+                    n_cont = phys.count(np.clip(x_dev + est_err, 0, 1), np.full(n_states, m), ltp)
+                    lo_n = np.floor(n_cont)
+                    frac = n_cont - lo_n
+                    mean_effect = np.zeros(n_states)
+                    mean_sq_effect = np.zeros(n_states)
+                    for n, pn in ((lo_n, 1 - frac), (lo_n + 1, frac)):
+                        n = np.minimum(n, spec.max_pulses)
+                        x_new = phys.move(x_dev, n if ltp else -n)
+                        realized = x_new - x_dev  # change of this device
+                        # its effect on G+ - G-: + for G+, - for G-
+                        mean_effect += pn * (realized if moves_plus else -realized)
+                        mean_sq_effect += pn * (realized**2 + _c2c_variance(n, realized, spec.c2c, spec.c2c_mode))
+                        p = p_err * pm * pn
+                        lo, hi, t = code_split(x_new)
+                        for code, pc in ((lo, 1 - t), (hi, t)):
+                            nxt = code * levels + im if moves_plus else ip * levels + code
+                            rows.append(np.arange(n_states))
+                            cols.append(nxt)
+                            vals.append(p * pc)
+                    # systematic error in full; rounding noise of an unbiased count averages out
+                    # over the window, a wrong step estimate or a saturated device does not
+                    variance = mean_sq_effect - mean_effect**2
+                    cost += p_err * pm * ((mean_effect - sign * m) ** 2 + variance / spec.noise_window)
         trans = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                               shape=(n_states, n_states))
         return cost, trans
@@ -227,10 +325,16 @@ def build_problem(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSp
         new_p, new_m = np.clip(diff, 0, 1), np.clip(-diff, 0, 1)
     else:
         new_p, new_m = 1 - np.clip(-diff, 0, 1), 1 - np.clip(diff, 0, 1)
-    refresh_to = np.rint(new_p * (levels - 1)).astype(int) * levels + np.rint(new_m * (levels - 1)).astype(int)
+    def code(x: np.ndarray) -> np.ndarray:
+        return adc_code(torch.from_numpy(x), 0.0, 1.0, levels - 1).numpy().astype(int)
+
+    refresh_to = code(new_p) * levels + code(new_m)
     refresh_map = sp.csr_matrix((np.ones(n_states), (np.arange(n_states), refresh_to)), shape=(n_states, n_states))
-    # error of a refresh: both sensed values off by up to half an LSB, plus reprogramming
-    refresh_cost = 2 * sigma**2 + step**2 / 12
+    # error of a refresh: both sensed values off by the read error, plus reprogramming
+    refresh_cost = 2 * sigmas[0][0] ** 2 + step**2 / 12
+    # a refresh happens only at a read: once per read interval of this synapse
+    every = spec.updates_per_read or sensing.every
+    at_read = 1.0 / max(float(every), 1.0)
 
     plans = [(u, d, r) for r in ((False, True) if spec.refresh else (False,))
              for u in ((LTP_ACTION, LTD_ACTION) if spec.reverse else (LTP_ACTION,))
@@ -241,11 +345,10 @@ def build_problem(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSp
         c = 0.5 * (parts[(1, up)][0] + parts[(-1, down)][0])
         t = 0.5 * (parts[(1, up)][1] + parts[(-1, down)][1])
         if refresh:
-            c = refresh_map @ c + refresh_cost
-            t = refresh_map @ t
+            c = at_read * (refresh_map @ c + refresh_cost) + (1 - at_read) * c
+            t = at_read * (refresh_map @ t) + (1 - at_read) * t
         costs.append(c)
-        transitions.append(t.tocsr())
-    mean_sq = float(np.sum(weights * magnitudes**2))
+        transitions.append(sp.csr_matrix(t))
     return Problem(levels=levels, home=home, plans=plans, costs=costs, transitions=transitions, mean_sq=mean_sq)
 
 
@@ -282,6 +385,7 @@ def solve(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSpec = Opt
         down=chosen[:, 1].reshape(levels, levels).astype(np.int8),
         refresh=chosen[:, 2].reshape(levels, levels).astype(bool),
         home=home,
-        expected_un=float(res.fun),
+        lp_cost=float(res.fun),
         occupancy=occupancy.reshape(levels, levels),
+        reads_per_update=1.0 / max(float(spec.updates_per_read or sensing.every), 1.0),
     )

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
-from hnntrain.schemes.common import push_pull
+from hnntrain.schemes.common import push_pull, push_pull_count
 from hnntrain.spec.config import ConfigError
 
 
@@ -42,7 +42,7 @@ class ThresholdUpdate(UpdateScheme):
     Options = ThresholdOptions
 
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
-        x = request * (0.5 / self.array.dw_step)
+        x = push_pull_count(request, self.array.dw_step)
         n = torch.round(x) if self.options.deterministic else stochastic_round(x, generator)
         n = torch.where(x.abs() >= self.options.threshold, n, torch.zeros_like(x))
         self.array.pulse(push_pull(n), rows, generator)

@@ -11,7 +11,8 @@ Two device-pair arrays and a digital buffer per synapse:
     C (slow)   the weights the network computes with (gamma = 0); where |H| >= threshold,
                n = trunc(H) push-pull pulses (at most the pulse cap) go to C and H -= n.
 
-Rows are transferred in turn. A reuses the device parameters (including device-to-device
+Rows are transferred in turn, ``rows_per_transfer`` at a time; with ``reset_rows`` the read
+rows of A are programmed back to g_sp after each transfer. A reuses the device parameters (including device-to-device
 draws) of C's devices, as twin devices of the same technology. Pulses and reads on A count in
 the same write counter as C's. Hardware: one extra array, 16-bit H per synapse, row reads.
 """
@@ -26,7 +27,7 @@ from torch import Tensor
 from hnntrain.physics.devices.base import DeviceModel
 from hnntrain.physics.pair import PairArray
 from hnntrain.schemes.base import UpdateScheme, register, stochastic_round
-from hnntrain.schemes.common import DigitalAccumulator, push_pull
+from hnntrain.schemes.common import DigitalAccumulator, push_pull, push_pull_count
 from hnntrain.spec.config import ConfigError
 
 
@@ -38,6 +39,12 @@ class TikiTakaOptions:
     """beta: fraction of the read A added to H per transfer (> 0)."""
     threshold: float = 1.0
     """|H| (push-pull pulses) that triggers pulses on C (> 0)."""
+    rows_per_transfer: int = 1
+    """Input rows of A read (and written to C) per transfer, >= 1 (TTv2 may read several)."""
+    reset_rows: bool = False
+    """After a transfer, program the read rows of A back to the symmetry point (A then holds
+    only what arrived since its last read; on a symmetric device A would otherwise never decay
+    and C would integrate A again at every visit)."""
 
     def check(self) -> None:
         if self.transfer_every < 1:
@@ -46,6 +53,8 @@ class TikiTakaOptions:
             raise ConfigError("scheme.transfer_lr", "must be > 0")
         if self.threshold <= 0:
             raise ConfigError("scheme.threshold", "must be > 0 pulses")
+        if self.rows_per_transfer < 1:
+            raise ConfigError("scheme.rows_per_transfer", "must be >= 1 row")
 
 
 def symmetry_point(nominal: DeviceModel, iterations: int = 60) -> float:
@@ -83,6 +92,7 @@ class TikiTaka(UpdateScheme):
         fast = PairArray(array.model.clip(torch.full_like(array.g, self.g_sp)), array.model, array.scale,
                          array.max_pulses)
         fast.counter = array.counter  # one write-cost ledger for both arrays
+        fast.extra = True  # its writes and reads are listed apart in the cost
         self.fast = fast
         self.accumulator = DigitalAccumulator(array.weight, array.max_pulses)
         """H, push-pull pulses of C, (in, E, out)."""
@@ -96,21 +106,30 @@ class TikiTaka(UpdateScheme):
                         f"{self.options.transfer_every} update(s)"}
 
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
-        n = stochastic_round(request * (0.5 / self.fast.dw_step), generator, rows)
+        n = stochastic_round(push_pull_count(request, self.fast.dw_step), generator, rows)
         self.fast.pulse(push_pull(n), rows, generator)
         self.updates += 1
         if self.updates % self.options.transfer_every == 0:
             self._transfer(generator)
 
     def _transfer(self, generator) -> None:
-        row = self.row_index[self.row:self.row + 1]
+        count = self.fast.g.shape[0]
+        k = min(self.options.rows_per_transfer, count)
+        if self.row + k <= count:
+            row = self.row_index[self.row:self.row + k]
+        else:  # wrap around the last row
+            row = torch.cat((self.row_index[self.row:], self.row_index[:self.row + k - count]))
         sensed = self.ctx.sensor.read_array(self.fast, generator, row)  # counted on the shared ledger
         a_read = (sensed[:, 0] - sensed[:, 1]) * self.fast.scale  # reference: both at g_sp -> 0
-        h = self.accumulator.add(a_read * (self.options.transfer_lr * 0.5 / self.array.dw_step), row)
+        h = self.accumulator.add(push_pull_count(a_read * self.options.transfer_lr, self.array.dw_step), row)
         n = self.accumulator.due(h, self.options.threshold)
         self.accumulator.settle(h, n, row)
         self.array.pulse(push_pull(n), row, generator)
-        self.row = (self.row + 1) % self.fast.g.shape[0]
+        if self.options.reset_rows:
+            mask = torch.zeros_like(self.fast.g, dtype=torch.bool)
+            mask[row] = True
+            self.fast.set_conductance(torch.full_like(self.fast.g, self.g_sp), mask)  # counted as programs
+        self.row = (self.row + row.numel()) % count
 
     @property
     def buffer(self) -> Tensor:

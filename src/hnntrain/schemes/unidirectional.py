@@ -84,7 +84,7 @@ class Unidirectional(UpdateScheme):
         away = (estimate - self.g_min) if self.gradual_ltp else (self.g_max - estimate)
         mask = (away > self.options.refresh_threshold * (self.g_max - self.g_min)).all(dim=1)
         if bool(mask.any()):
-            refresh_pairs(array, estimate, mask, self.gradual_ltp, self.ctx.nominal, generator)
+            refresh_pairs(array, estimate, mask, self.gradual_ltp, self.ctx.nominal, generator, self.ctx.reset_noise)
 
     def state_dict(self) -> dict:
         return {"samples_since_refresh": self.samples_since_refresh}

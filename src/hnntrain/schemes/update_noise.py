@@ -1,12 +1,19 @@
-"""The update-noise metric.
+"""The update-noise metric, per layer and for the whole network.
 
-Update noise (UN, the figure of merit of the CRUS paper, arXiv 2111.07113; defined here) of a layer over a window of updates t = 1..T:
+Update noise (UN, the figure of merit of the CRUS paper, arXiv 2111.07113; defined here) over a window of updates t = 1..T:
 
     UN = || sum_t dW_realized(t) - sum_t dW_SGD(t) ||^2 / || sum_t dW_SGD(t) ||^2
 
-with dW_SGD what plain SGD asked for and dW_realized what the devices did. Window 1 is the
-per-update noise (dominated by pulse quantization); a long window exposes systematic error
-(drift, saturation, bias) that averages out of nothing. Both are kept per replica.
+with dW_SGD what plain SGD asked for and dW_realized what the devices did. For one layer the
+norms run over its weights; for the network the squared norms are summed over every weight of
+every layer before the ratio is taken (so a 785 x 100 layer weighs as much as its weights, not
+as much as a 101 x 10 one). Window 1 is the per-update noise (dominated by pulse quantization);
+a long window exposes systematic error (drift, saturation, bias) that averages out of nothing.
+Both are kept per replica.
+
+dW_realized is everything the scheme wrote during the update, on every row of the layer: the
+pulses for the request, and also refreshes, resets and Tiki-Taka transfers, which may land on
+rows the request did not touch (their request there is zero, so all they write counts as error).
 """
 
 from __future__ import annotations
@@ -15,14 +22,41 @@ import torch
 from torch import Tensor
 
 
+def squared_norms(realized: Tensor, requested: Tensor) -> tuple[Tensor, Tensor]:
+    """Per replica (||realized - requested||^2, ||requested||^2) of (rows, E, out) tensors."""
+    dims = (0, 2)
+    return (realized - requested).square().sum(dims), requested.square().sum(dims)
+
+
 def noise_ratio(realized: Tensor, requested: Tensor) -> tuple[Tensor, Tensor]:
     """Per replica ||realized - requested||^2 / ||requested||^2 for (in, E, out) tensors, and
     a mask of replicas whose request was non-zero (the ratio is undefined otherwise)."""
-    dims = (0, 2)
-    ask = requested.square().sum(dims)
-    err = (realized - requested).square().sum(dims)
+    return ratio_of(*squared_norms(realized, requested))
+
+
+def ratio_of(err: Tensor, ask: Tensor) -> tuple[Tensor, Tensor]:
+    """err / ask where ask > 0 (0 elsewhere), and the mask ask > 0."""
     valid = ask > 0
     return torch.where(valid, err / ask.clamp(min=1e-300), torch.zeros_like(ask)), valid
+
+
+class MeanRatio:
+    """Running per-replica mean of a ratio, over the updates where it is defined."""
+
+    def __init__(self, replicas: int, device):
+        self.sum = torch.zeros(replicas, dtype=torch.float64, device=device)
+        self.count = torch.zeros(replicas, dtype=torch.float64, device=device)
+
+    def add(self, ratio: Tensor, valid: Tensor) -> None:
+        self.sum += ratio
+        self.count += valid
+
+    def take(self) -> Tensor:
+        """The mean (NaN where nothing was measured), then reset."""
+        mean = self.sum / self.count
+        self.sum.zero_()
+        self.count.zero_()
+        return mean
 
 
 class UpdateNoise:
@@ -34,11 +68,11 @@ class UpdateNoise:
         self.w_start = weight.detach().clone().double()
         self.requested = torch.zeros_like(self.w_start)
         self.updates_in_window = 0
-        zeros = torch.zeros(replicas, dtype=torch.float64, device=weight.device)
-        self.sum1, self.count1 = zeros.clone(), zeros.clone()
-        self.sum_w, self.count_w = zeros.clone(), zeros.clone()
-        self.window1_in_window = zeros.clone()
-        self.window1_count_in_window = zeros.clone()
+        self.window1 = MeanRatio(replicas, weight.device)
+        """Window-1 UN since the last :meth:`take`."""
+        self.window1_in_window = MeanRatio(replicas, weight.device)
+        """Window-1 UN within the current long window (for the trace)."""
+        self.long = MeanRatio(replicas, weight.device)
         self.last: tuple[Tensor, Tensor] | None = None
         """(window-1 mean, long-window UN) per replica of the window closed last."""
 
@@ -49,45 +83,122 @@ class UpdateNoise:
         else:
             self.requested.index_add_(0, rows, requested.double())
 
-    def record_window1(self, realized: Tensor, requested: Tensor) -> None:
-        ratio, valid = noise_ratio(realized.double(), requested.double())
-        self.sum1 += ratio
-        self.count1 += valid
-        self.window1_in_window += ratio
-        self.window1_count_in_window += valid
+    def record_window1(self, realized: Tensor, requested: Tensor) -> tuple[Tensor, Tensor]:
+        """One update's realized and requested change (same shape); returns its squared norms."""
+        err, ask = squared_norms(realized.double(), requested.double())
+        ratio, valid = ratio_of(err, ask)
+        self.window1.add(ratio, valid)
+        self.window1_in_window.add(ratio, valid)
+        return err, ask
 
-    def end_update(self, weight: Tensor) -> None:
-        """Close the long window after ``window`` updates (the realized sum is W_now - W_start)."""
+    def end_update(self, weight: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Close the long window after ``window`` updates (the realized sum is W_now - W_start);
+        returns the closed window's squared norms, if one closed."""
         self.updates_in_window += 1
         if self.updates_in_window >= self.window:
-            self.close_window(weight)
+            return self.close_window(weight)
+        return None
 
-    def close_window(self, weight: Tensor) -> None:
+    def close_window(self, weight: Tensor) -> tuple[Tensor, Tensor] | None:
         if self.updates_in_window == 0:
-            return
+            return None
         w_now = weight.detach().double()
-        ratio, valid = noise_ratio(w_now - self.w_start, self.requested)
-        self.sum_w += ratio
-        self.count_w += valid
-        self.last = (self.window1_in_window / self.window1_count_in_window, torch.where(valid, ratio, torch.nan))
-        self.window1_in_window.zero_()
-        self.window1_count_in_window.zero_()
+        err, ask = squared_norms(w_now - self.w_start, self.requested)
+        ratio, valid = ratio_of(err, ask)
+        self.long.add(ratio, valid)
+        self.last = (self.window1_in_window.take(), torch.where(valid, ratio, torch.nan))
         self.w_start = w_now.clone()
         self.requested.zero_()
         self.updates_in_window = 0
+        return err, ask
 
     def take(self) -> dict[str, list[float]]:
         """Per-replica means since the last call (NaN when nothing was measured), then reset."""
-        out = {
-            "window1": (self.sum1 / self.count1).tolist(),
-            "window": (self.sum_w / self.count_w).tolist(),
-        }
-        for t in (self.sum1, self.count1, self.sum_w, self.count_w):
-            t.zero_()
-        return out
+        return {"window1": self.window1.take().tolist(), "window": self.long.take().tolist()}
 
     def state_dict(self) -> dict:
         return dict(self.__dict__)
 
     def load_state_dict(self, state: dict) -> None:
         self.__dict__.update(state)
+
+
+class NetworkUpdateNoise:
+    """Update noise of every layer and of the whole network (squared norms summed over layers).
+
+    Per update: :meth:`snapshot` before anything the update writes (sensing, refresh, pulses)
+    when a window-1 sample is due, :meth:`record_request` per layer, then :meth:`end_update`."""
+
+    def __init__(self, weights: list[Tensor], window: int):
+        self.layers = [UpdateNoise(w, window) for w in weights]
+        replicas, device = weights[0].shape[1], weights[0].device
+        self.window1 = MeanRatio(replicas, device)
+        self.window1_in_window = MeanRatio(replicas, device)
+        self.long = MeanRatio(replicas, device)
+        self.last: tuple[Tensor, Tensor] | None = None
+        """Network (window-1 mean, long-window UN) per replica of the window closed last."""
+        self.requests: list[tuple[Tensor, Tensor | None] | None] = [None] * len(weights)
+
+    @property
+    def updates_in_window(self) -> int:
+        return self.layers[0].updates_in_window
+
+    @staticmethod
+    def snapshot(weights: list[Tensor]) -> list[Tensor]:
+        """Every layer's weights, all rows, before an update (for a window-1 sample)."""
+        return [w.detach().double().clone() for w in weights]
+
+    def record_request(self, layer: int, request: Tensor, rows: Tensor | None) -> None:
+        self.layers[layer].record_request(request, rows)
+        self.requests[layer] = (request, rows)
+
+    def end_update(self, weights: list[Tensor], before: list[Tensor] | None) -> bool:
+        """Close the update: a window-1 sample over everything written since ``before`` (None:
+        no sample this update) and the long windows. True when a long window closed."""
+        if before is not None:
+            err_sum, ask_sum = 0.0, 0.0
+            for noise, w, w0, (request, rows) in zip(self.layers, weights, before, self.requests):
+                requested = request.double()
+                if rows is not None:
+                    requested = torch.zeros_like(w0).index_copy_(0, rows, requested)
+                err, ask = noise.record_window1(w.detach().double() - w0, requested)
+                err_sum, ask_sum = err_sum + err, ask_sum + ask
+            ratio, valid = ratio_of(err_sum, ask_sum)
+            self.window1.add(ratio, valid)
+            self.window1_in_window.add(ratio, valid)
+        self.requests = [None] * len(self.layers)
+        closed = [noise.end_update(w) for noise, w in zip(self.layers, weights)]
+        if closed[0] is None:
+            return False
+        self._close(closed)
+        return True
+
+    def close_window(self, weights: list[Tensor]) -> bool:
+        """Close a partial long window (at the end of an epoch); True when one was open."""
+        closed = [noise.close_window(w) for noise, w in zip(self.layers, weights)]
+        if closed[0] is None:
+            return False
+        self._close(closed)
+        return True
+
+    def _close(self, closed: list[tuple[Tensor, Tensor]]) -> None:
+        ratio, valid = ratio_of(sum(err for err, _ in closed), sum(ask for _, ask in closed))
+        self.long.add(ratio, valid)
+        self.last = (self.window1_in_window.take(), torch.where(valid, ratio, torch.nan))
+
+    def take(self) -> dict:
+        """Network and per-layer means since the last call, per replica, then reset."""
+        return {"window1": self.window1.take().tolist(), "window": self.long.take().tolist(),
+                "layers": [noise.take() for noise in self.layers]}
+
+    def state_dict(self) -> dict:
+        return {"layers": [n.state_dict() for n in self.layers], "window1": self.window1.__dict__,
+                "window1_in_window": self.window1_in_window.__dict__, "long": self.long.__dict__,
+                "last": self.last}
+
+    def load_state_dict(self, state: dict) -> None:
+        for noise, s in zip(self.layers, state["layers"]):
+            noise.load_state_dict(s)
+        for key in ("window1", "window1_in_window", "long"):
+            getattr(self, key).__dict__.update(state[key])
+        self.last = state["last"]

@@ -1,5 +1,8 @@
 """Named devices. A preset is a partial set of ``device.*`` values; explicit keys override it.
 
+A device may also name the write-pulse technology whose published energy and duration price
+its pulses (:data:`DEVICE_PULSE_PRICES`, used by ``[cost]`` when no price is given).
+
 Measured devices follow the NeuroSim V3.0 benchmark table (Chen & Yu, IEEE Design & Test
 2019): number of states, NL labels (LTP / LTD, sign dropped) and
 cycle-to-cycle sigma. Where the table gives "< 1 %" we use half of it (0.5 %).
@@ -45,3 +48,33 @@ def preset_values(name: str) -> dict[str, Any]:
     if key not in PRESETS:
         raise ConfigError("device.preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return dict(PRESETS[key])
+
+
+PULSE_PRICES: dict[str, dict[str, float]] = {
+    # NeuroSim V3.0's default real device (Ag:a-Si, Jo et al., Nano Lett. 10:1297, 2010):
+    # V^2 G t at 3.2 V (LTP) / 2.8 V (LTD), mid-range conductance 20.8 nS, 300 µs pulses
+    "ag-a-si": {"ltp_energy_j": 6.38e-11, "ltd_energy_j": 4.88e-11, "ltp_time_s": 300e-6, "ltd_time_s": 300e-6},
+    # GST phase-change synapse (Kuzum et al., Nano Lett. 12:2179, 2012): 0.675 pJ to potentiate
+    # (SET), 50 pJ to depress (RESET); pulse durations are typical orders, not from that paper
+    "pcm": {"ltp_energy_j": 0.675e-12, "ltd_energy_j": 50e-12, "ltp_time_s": 100e-9, "ltd_time_s": 50e-9,
+            "program_energy_j": 50e-12, "program_time_s": 50e-9},
+    # Li-ion WO3 ECRAM (Tang et al., IEDM 2018): 5 ns pulses, ~1 fJ projected for 100 nm x 100 nm
+    "ecram": {"ltp_energy_j": 1e-15, "ltd_energy_j": 1e-15, "ltp_time_s": 5e-9, "ltd_time_s": 5e-9},
+}
+"""Published write-pulse prices per technology (J per pulse, s per pulse; program = one reset)."""
+
+DEFAULT_PULSE_PRICES = "ag-a-si"
+DEVICE_PULSE_PRICES: dict[str, str] = {"ag-a-si": "ag-a-si", "gst-pcm": "pcm"}
+"""Device presets whose technology has its own pulse prices; others use the default."""
+
+
+def pulse_prices(technology: str | None, device_preset: str | None = None) -> dict[str, float]:
+    """Write-pulse prices of ``technology``, else of the device preset's technology, else of
+    NeuroSim's default device."""
+    from hnntrain.spec.config import ConfigError
+
+    if technology is not None and technology not in PULSE_PRICES:
+        raise ConfigError("cost.pulse_preset", f"unknown write-pulse technology {technology!r}; "
+                                               f"choose one of {', '.join(PULSE_PRICES)}")
+    name = technology or DEVICE_PULSE_PRICES.get((device_preset or "").lower(), DEFAULT_PULSE_PRICES)
+    return dict(PULSE_PRICES[name])

@@ -59,7 +59,7 @@ def _fused_before(scheme) -> Update | None:
         sense_and_refresh,
     )
 
-    if _fused_for(scheme) is None or nominal_arguments(scheme.ctx.nominal) is None:
+    if _fused_for(scheme) is None or nominal_arguments(scheme.ctx.nominal) is None or scheme.ctx.reset_noise > 0:
         return None
     if scheme.name in ("unidirectional", "mixed_precision"):
         return functools.partial(sense_and_refresh, scheme)

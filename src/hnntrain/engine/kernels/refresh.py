@@ -62,26 +62,29 @@ def pulses_between(start, target, ltp, nominal_kind, nominal):
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def policy_code(g, lo, code_scale, levels):
-    """ADC level of a sensed conductance for a CRUS policy lookup (``CRUS._codes``)."""
-    return int(min(max(np.round((g - lo) * code_scale), np.float32(0.0)), np.float32(levels - 1)))
+def policy_code(g, lo, g_range, levels):
+    """ADC level of a sensed conductance for a CRUS policy lookup (``adc_code`` with levels - 1)."""
+    top = np.float32(levels - 1)
+    return int(min(max(np.round((g - lo) / g_range * top), np.float32(0.0)), top))
 
 
 @numba.njit(cache=True, error_model="numpy")
-def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, read_keys, threshold, home_is_min,
-                   due_table, code_scale, levels, estimate,
+def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, g_range, read_keys, threshold, home_is_min,
+                   due_table, levels, estimate, stats,
                    nominal_kind, nominal, cap, round_keys, c2c_keys, kind, prm, curve_up, curve_down, grid,
                    c2c, multiplicative, abs_sum, net_sum, programs):
     """Sense every pair of ``g`` (rows, 2, E, out) and refresh the due ones in place; returns
     the number of refreshed pairs. ``due_table`` (levels^2 booleans; empty: the threshold
     rule) flags pairs by their sensed codes; ``estimate`` (empty: not kept) receives what the
-    controller believes afterwards: the reading, or the target of a refreshed device."""
+    controller believes afterwards: the reading, or the target of a refreshed device.
+    ``stats`` receives [pairs refreshed, (row, replica)s with a reset, LTP and LTD pulses of
+    the rewrite]."""
     rows, _, replicas, out = g.shape
-    g_range = hi - lo
     home = lo if home_is_min else hi
     refreshed = 0
     for r in range(rows):
         for e in range(replicas):
+            row_reset = False
             for j in range(out):
                 s0 = sense(g[r, 0, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (r * 2) * out + j)
                 s1 = sense(g[r, 1, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (r * 2 + 1) * out + j)
@@ -89,8 +92,8 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, read_keys, th
                     estimate[r, 0, e, j] = s0
                     estimate[r, 1, e, j] = s1
                 if due_table.size > 0:
-                    due = due_table[policy_code(s0, lo, code_scale, levels) * levels
-                                    + policy_code(s1, lo, code_scale, levels)]
+                    due = due_table[policy_code(s0, lo, g_range, levels) * levels
+                                    + policy_code(s1, lo, g_range, levels)]
                 else:
                     away0 = s0 - lo if home_is_min else hi - s0
                     away1 = s1 - lo if home_is_min else hi - s1
@@ -98,6 +101,7 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, read_keys, th
                 if not due:
                     continue
                 refreshed += 1
+                row_reset = True
                 diff = s0 - s1
                 up = max(diff, np.float32(0.0))
                 down = max(-diff, np.float32(0.0))
@@ -119,9 +123,12 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, read_keys, th
                                             multiplicative, c2c_keys[e], (r * 2 + d) * out + j)
                         abs_sum[d, e] += abs(p)
                         net_sum[d, e] += p
+                        stats[2 if p > 0 else 3] += abs(p)
                     g[r, d, e, j] = start
                 w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
-    return refreshed
+            if row_reset:
+                stats[1] += 1
+    stats[0] += refreshed
 
 
 def nominal_arguments(nominal) -> tuple[int, np.ndarray] | None:
@@ -146,7 +153,7 @@ def sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
     device is exponential or linear (see :func:`nominal_arguments`)."""
     if scheme.refresh_due(samples):
         threshold = np.float32(scheme.options.refresh_threshold * (scheme.g_max - scheme.g_min))
-        _run(scheme, key, threshold, bool(scheme.gradual_ltp), _NO_TABLE, 1.0, 1, _NO_ESTIMATE)
+        _run(scheme, key, threshold, bool(scheme.gradual_ltp), _NO_TABLE, 1, _NO_ESTIMATE)
 
 
 def crus_sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
@@ -162,12 +169,10 @@ def crus_sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
     table = scheme.policy.refresh.ravel().astype(np.bool_)
     if not scheme.options.refresh:
         table = np.zeros_like(table)
-    levels = scheme.levels
-    _run(scheme, key, np.float32(0.0), bool(scheme.home_is_min), table,
-         (levels - 1) / (scheme.g_max - scheme.g_min), levels, sensed.estimate.numpy())
+    _run(scheme, key, np.float32(0.0), bool(scheme.home_is_min), table, scheme.levels, sensed.estimate.numpy())
 
 
-def _run(scheme, key, threshold, home_is_min, table, code_scale, levels, estimate) -> None:
+def _run(scheme, key, threshold, home_is_min, table, levels, estimate) -> None:
     nominal = nominal_arguments(scheme.ctx.nominal)
     array, sensor = scheme.array, scheme.ctx.sensor
     lo, hi = sensor.g_min, sensor.g_max
@@ -176,14 +181,20 @@ def _run(scheme, key, threshold, home_is_min, table, code_scale, levels, estimat
     c2c_keys = key.take(rng.C2C)
     device = device_arguments(array.model, tuple(array.g.shape))
     counter = array.counter
-    counter.senses += array.g.numel()
-    refreshed = refresh_kernel(
+    counter.add_reads(array.g.numel(), array.g.shape[0], array.extra)
+    stats = np.zeros(4)
+    refresh_kernel(
         array.g.numpy(), array.w.numpy(), np.float32(array.scale), np.float32(sensor.cfg.read_noise * (hi - lo)),
-        np.float32(sensor.codes), np.float32(sensor.lsb), np.float32(lo), np.float32(hi), read_keys,
-        threshold, home_is_min, table, np.float32(code_scale), levels, estimate, nominal[0], nominal[1],
+        np.float32(sensor.codes), np.float32(sensor.lsb), np.float32(lo), np.float32(hi), np.float32(hi - lo),
+        read_keys, threshold, home_is_min, table, levels, estimate, stats, nominal[0], nominal[1],
         np.float32(array.model.levels), round_keys, c2c_keys, *device,
         counter.abs_sum.numpy(), counter.net_sum.numpy(), counter.programs.numpy())
-    counter.refreshes += int(refreshed)
+    if stats[0] > 0:  # the reference's refresh_pairs: resets counted as programs, one rewrite
+        counter.refreshes += int(stats[0])
+        counter.program_rows += float(stats[1])
+        counter.refresh_calls += 1
+        counter.refresh_ltp += float(stats[2])
+        counter.refresh_ltd += float(stats[3])
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
@@ -200,7 +211,7 @@ def nominal_step(g, p, lo, hi, nominal_kind, nominal):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, table_down, levels, code_scale, lo, hi,
+def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, table_down, levels, g_range, lo, hi,
                 nominal_kind, nominal, cap, track, round_keys, c2c_keys, kind, prm, curve_up, curve_down, grid,
                 c2c, multiplicative, abs_sum, net_sum):
     """``crus`` (without ``accumulate``) on the input rows ``rows`` of one layer, in place: the
@@ -214,7 +225,7 @@ def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, tab
             for j in range(out):
                 est0 = estimate[r, 0, e, j]
                 est1 = estimate[r, 1, e, j]
-                idx = policy_code(est0, lo, code_scale, levels) * levels + policy_code(est1, lo, code_scale, levels)
+                idx = policy_code(est0, lo, g_range, levels) * levels + policy_code(est1, lo, g_range, levels)
                 req = request[a, e, j]
                 increase = req > 0
                 ltp = not (table_up[idx] if increase else table_down[idx])
@@ -250,8 +261,9 @@ def crus_update(scheme, request, rows, key: rng.Key) -> None:
     crus_kernel(array.g.numpy(), array.w.numpy(), np.float32(array.scale), np.float32(1.0 / array.scale),
                 request.detach().numpy(), row_index, scheme.sensed.estimate.numpy(),
                 scheme.policy.up.ravel().astype(np.bool_), scheme.policy.down.ravel().astype(np.bool_), levels,
-                np.float32((levels - 1) / (scheme.g_max - scheme.g_min)), np.float32(scheme.g_min),
+                np.float32(scheme.g_max - scheme.g_min), np.float32(scheme.g_min),
                 np.float32(scheme.g_max), nominal[0], nominal[1], np.float32(array.max_pulses),
                 bool(scheme.sensed.track), round_keys, c2c_keys,
                 *device_arguments(array.model, tuple(array.g.shape)),
                 array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
+    array.counter.add_write(row_index.size, array.g.shape[3], array.extra)

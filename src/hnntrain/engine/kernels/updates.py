@@ -86,10 +86,10 @@ def gradual_kernel(g, w, request, rows, to_pulses, cap, w_scale, accumulator, st
 
 
 @numba.njit(cache=True, error_model="numpy")
-def transfer_kernel(fast_g, fast_scale, g, w, w_scale, row, sigma_range, codes, lsb, lo, g_range, read_keys, gain,
-                    threshold, masked, accumulator, cap, c2c_keys, kind, prm, curve_up, curve_down, grid, c2c,
+def transfer_kernel(fast_g, fast_scale, g, w, w_scale, row, sigma_range, codes, lsb, lo, g_range, read_keys,
+                    transfer_lr, to_pulses, threshold, masked, accumulator, cap, c2c_keys, kind, prm, curve_up, curve_down, grid, c2c,
                     multiplicative, abs_sum, net_sum):
-    """Tiki-Taka's transfer of input row ``row``: read A's pairs, H += gain * A_read,
+    """Tiki-Taka's transfer of input row ``row``: read A's pairs, H += A_read * lr / (2 dw_step),
     n = clip(trunc(H), -cap, cap) where |H| >= threshold (``masked``), H -= n, push-pull n on C."""
     replicas = g.shape[2]
     out = g.shape[3]
@@ -97,7 +97,7 @@ def transfer_kernel(fast_g, fast_scale, g, w, w_scale, row, sigma_range, codes, 
         for j in range(out):
             s0 = sense(fast_g[row, 0, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (row * 2) * out + j)
             s1 = sense(fast_g[row, 1, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (row * 2 + 1) * out + j)
-            h = accumulator[row, e, j] + (s0 - s1) * fast_scale * gain
+            h = accumulator[row, e, j] + (s0 - s1) * fast_scale * transfer_lr * to_pulses
             n = min(max(np.trunc(h), -cap), cap)
             if masked and not abs(h) >= threshold:
                 n = np.float32(0.0)
@@ -126,6 +126,7 @@ def _push_pull(array, request: Tensor, rows, key: rng.Key) -> None:
     push_pull_kernel(array.g.numpy(), array.w.numpy(), request.detach().numpy(), _rows(rows, array.g.shape[0]),
                      np.float32(0.5 / array.dw_step), np.float32(array.max_pulses), np.float32(array.scale),
                      round_keys, c2c_keys, *device, array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
+    array.counter.add_write(request.shape[0], array.g.shape[3], array.extra)
 
 
 def sgd(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
@@ -140,24 +141,29 @@ def tiki_taka(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> Non
     _push_pull(scheme.fast, request, rows, key)
     scheme.updates += 1
     if scheme.updates % scheme.options.transfer_every == 0:
-        _transfer(scheme, key)
+        if scheme.options.rows_per_transfer == 1 and not scheme.options.reset_rows:
+            _transfer(scheme, key)
+        else:  # several rows or row resets per transfer: the scheme's own
+            scheme._transfer(key)
 
 
 def _transfer(scheme, key: rng.Key) -> None:
     """``TikiTaka._transfer`` fused (same draws: READ, then C's C2C)."""
     array, fast, sensor, options = scheme.array, scheme.fast, scheme.ctx.sensor, scheme.options
     row = scheme.row
-    fast.counter.senses += fast.g[row].numel()
+    fast.counter.add_reads(fast.g[row].numel(), 1, fast.extra)
     read_keys = key.take(rng.READ)
     c2c_keys = key.take(rng.C2C)
     accumulator = scheme.accumulator
     transfer_kernel(fast.g.numpy(), np.float32(fast.scale), array.g.numpy(), array.w.numpy(), np.float32(array.scale),
                     row, np.float32(sensor.cfg.read_noise * (sensor.g_max - sensor.g_min)), np.float32(sensor.codes),
                     np.float32(sensor.lsb), np.float32(sensor.g_min), np.float32(sensor.g_max - sensor.g_min),
-                    read_keys, np.float32(options.transfer_lr * 0.5 / array.dw_step), np.float32(options.threshold),
+                    read_keys, np.float32(options.transfer_lr), np.float32(0.5 / array.dw_step),
+                    np.float32(options.threshold),
                     options.threshold > 1.0, accumulator.value.numpy(), np.float32(accumulator.cap), c2c_keys,
                     *device_arguments(array.model, tuple(array.g.shape)),
                     array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
+    array.counter.add_write(1, array.g.shape[3], array.extra)
     scheme.row = (row + 1) % fast.g.shape[0]
 
 
@@ -184,6 +190,7 @@ def _gradual(scheme, request, rows, to_pulses, accumulator, step, round_keys, c2
                    to_pulses, np.float32(array.max_pulses), np.float32(array.scale), accumulator, np.float32(step),
                    round_keys, c2c_keys, bool(scheme.gradual_ltp), *device,
                    array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
+    array.counter.add_write(request.shape[0], array.g.shape[3], array.extra)
 
 
 def fp(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:

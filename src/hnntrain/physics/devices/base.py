@@ -123,13 +123,31 @@ class DeviceModel(ABC):
             return g.clamp(lo, hi)
         return torch.minimum(torch.maximum(g, self.g_min), self.g_max)
 
-    def curves(self) -> tuple[Tensor, Tensor]:
-        """Noise-free LTP curve from g_min and LTD curve from g_max, ``levels + 1`` points each
-        (nominal parameters: the mean over devices)."""
-        nominal = self._replace_tensors({
+    def mean_model(self) -> "DeviceModel":
+        """The model with every per-device parameter replaced by its mean over devices (float64)."""
+        return self._replace_tensors({
             k: v.to(torch.float64) if k in self.shared_keys else v.to(torch.float64).mean()
             for k, v in self.tensors().items()
         })
+
+    @property
+    def operating_step(self) -> float:
+        """Change of G by one pulse at mid-range, mean of one LTP and one LTD pulse (mean
+        parameters), microsiemens: (g_max - g_min) / levels on a linear device, larger on a
+        curved one (2.5x for a soft-bounds curve whose asymptote is its bound). Open-loop
+        schemes size their pulse counts with it, so that a learning rate asks for the same
+        conductance change per pulse on every device around the pair's operating point."""
+        nominal = self.mean_model()
+        mid = (nominal.g_min + nominal.g_max) / 2
+        one = torch.ones((), dtype=torch.float64)
+        up = nominal.response(mid, one) - mid
+        down = mid - nominal.response(mid, -one)
+        return float((up + down) / 2)
+
+    def curves(self) -> tuple[Tensor, Tensor]:
+        """Noise-free LTP curve from g_min and LTD curve from g_max, ``levels + 1`` points each
+        (nominal parameters: the mean over devices)."""
+        nominal = self.mean_model()
         steps = torch.arange(self.levels + 1, dtype=torch.float64)
         up = nominal.response(nominal.g_min.expand(self.levels + 1), steps)
         down = nominal.response(nominal.g_max.expand(self.levels + 1), -steps)

@@ -1,0 +1,5 @@
+"""``python -m hnntrain.cli``."""
+
+from hnntrain.cli import main
+
+main()
