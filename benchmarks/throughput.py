@@ -178,7 +178,8 @@ def main() -> None:
     replica_counts = [int(v) for v in args.replicas.split(",")]
     thread_counts = [int(v) for v in args.threads.split(",")]
     images, labels = load_data(20_000, args.synthetic)
-    report: dict = {"torch": torch.__version__, "cpus": os.cpu_count(), "inputs": "synthetic" if args.synthetic else "MNIST",
+    inputs = "synthetic" if args.synthetic else "MNIST"
+    report: dict = {"torch": torch.__version__, "cpus": os.cpu_count(), "inputs": inputs,
                     "device": "abrupt-ltd, c2c 0.02", "network": "784-100-10, batch 1", "runs": [], "plain_pytorch": {},
                     "copy_gb_s": {}}
     report["jit"] = jit_times()

@@ -102,7 +102,8 @@ def test_fused_sensing_and_refresh_match_the_reference(scheme, device, adc_bits,
     cfg = DEVICES[device]
     options = {"refresh": True, "refresh_every": 1, "refresh_threshold": 0.25}
     sensing = SensingConfig(adc_bits=adc_bits, read_noise=read_noise)
-    reference = make(scheme, cfg, 2, sensing=sensing, options=options, g_ref_fraction=0.6 if device != "exponential-abrupt-ltp" else 0.4)
+    g_ref_fraction = 0.4 if device == "exponential-abrupt-ltp" else 0.6  # both devices away from home
+    reference = make(scheme, cfg, 2, sensing=sensing, options=options, g_ref_fraction=g_ref_fraction)
     fused = copy.deepcopy(reference)
     before = kernels.before_samplers([fused], "fused")[0]
     update = kernels.updaters([fused], "fused")[0]

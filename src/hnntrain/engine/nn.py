@@ -27,8 +27,8 @@ Semantics (see ``docs/api.md``):
   gradient step and the B requests add up to one mini-batch SGD step.
 * **State.** ``state_dict()`` holds, under ``<prefix>_extra_state``: the conductances and write
   counters, the device seed (which fixes the device-to-device draws), the scheme's state and
-  the update count (the update noise is counter-based, :mod:`hnntrain.physics.rng`). Loading restores all of them (and redraws the devices if the seed
-  differs), so a restored layer continues with the very numbers it would have produced.
+  the update count (the update noise is counter-based, :mod:`hnntrain.physics.rng`). Loading
+  restores all of them (and redraws the devices if the seed differs), so a restored layer continues with the very numbers it would have produced.
 * **Devices.** Device-to-device draws and initial weights come from CPU generators derived
   from ``seed``; the update noise (stochastic rounding, cycle-to-cycle and read noise) is a hash
   of the seed, the update count and the element: the same numbers on every torch device.

@@ -118,3 +118,14 @@ def device_step(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, mu
         else:
             gn = gn + xi * np.float32(math.sqrt(n)) * (c2c * (g_max - g_min))
     return min(max(gn, g_min), g_max)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def pulse_device(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative, c2c_key,
+                 abs_sum, net_sum):
+    """Apply ``p != 0`` pulses to device (r, d, e, j) of ``g`` in place and count them
+    (``PairArray.pulse`` for one device)."""
+    g[r, d, e, j] = device_step(g[r, d, e, j], p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c,
+                                multiplicative, c2c_key, (r * 2 + d) * g.shape[3] + j)
+    abs_sum[d, e] += abs(p)
+    net_sum[d, e] += p

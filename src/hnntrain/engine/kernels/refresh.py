@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import torch
 
-from hnntrain.engine.kernels.devices import device_arguments, device_step
+from hnntrain.engine.kernels.devices import device_arguments, device_step, pulse_device
 from hnntrain.physics import rng
 from hnntrain.physics.rng import bits_nb, normal_nb, uniform_nb
 
@@ -240,10 +240,8 @@ def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, tab
                     continue
                 p = min(n, cap) if ltp else -min(n, cap)
                 d = 0 if moves_plus else 1
-                g[r, d, e, j] = device_step(g[r, d, e, j], p, r, d, e, j, kind, prm, curve_up, curve_down, grid,
-                                            c2c, multiplicative, c2c_keys[e], (r * 2 + d) * out + j)
-                abs_sum[d, e] += abs(p)
-                net_sum[d, e] += p
+                pulse_device(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
+                             c2c_keys[e], abs_sum, net_sum)
                 w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
                 if track:
                     estimate[r, d, e, j] = nominal_step(g_est, p, lo, hi, nominal_kind, nominal)

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from torch import Tensor
 
-from hnntrain.engine.kernels.devices import device_arguments, device_step
+from hnntrain.engine.kernels.devices import device_arguments, pulse_device
 from hnntrain.engine.kernels.refresh import crus_update, sense
 from hnntrain.physics import rng
 from hnntrain.physics.rng import bits_nb, uniform_nb
@@ -40,10 +40,8 @@ def push_pull_kernel(g, w, request, rows, to_pulses, cap, w_scale, round_keys, c
                 n = min(max(n, -cap), cap)
                 for d in range(2):
                     p = n if d == 0 else -n
-                    g[r, d, e, j] = device_step(g[r, d, e, j], p, r, d, e, j, kind, prm, curve_up, curve_down,
-                                                grid, c2c, multiplicative, c2c_keys[e], (r * 2 + d) * out + j)
-                    abs_sum[d, e] += abs(p)
-                    net_sum[d, e] += p
+                    pulse_device(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
+                                 c2c_keys[e], abs_sum, net_sum)
                 w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
 
 
@@ -78,25 +76,24 @@ def gradual_kernel(g, w, request, rows, to_pulses, cap, w_scale, accumulator, st
                 p = min(abs(n), cap)
                 if not gradual_ltp:
                     p = -p
-                g[r, d, e, j] = device_step(g[r, d, e, j], p, r, d, e, j, kind, prm, curve_up, curve_down,
-                                            grid, c2c, multiplicative, c2c_keys[e], (r * 2 + d) * out + j)
-                abs_sum[d, e] += abs(p)
-                net_sum[d, e] += p
+                pulse_device(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
+                             c2c_keys[e], abs_sum, net_sum)
                 w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
 
 
 @numba.njit(cache=True, error_model="numpy")
 def transfer_kernel(fast_g, fast_scale, g, w, w_scale, row, sigma_range, codes, lsb, lo, g_range, read_keys,
-                    transfer_lr, to_pulses, threshold, masked, accumulator, cap, c2c_keys, kind, prm, curve_up, curve_down, grid, c2c,
-                    multiplicative, abs_sum, net_sum):
+                    transfer_lr, to_pulses, threshold, masked, accumulator, cap, c2c_keys, kind, prm, curve_up,
+                    curve_down, grid, c2c, multiplicative, abs_sum, net_sum):
     """Tiki-Taka's transfer of input row ``row``: read A's pairs, H += A_read * lr / (2 dw_step),
     n = clip(trunc(H), -cap, cap) where |H| >= threshold (``masked``), H -= n, push-pull n on C."""
     replicas = g.shape[2]
     out = g.shape[3]
     for e in range(replicas):
         for j in range(out):
-            s0 = sense(fast_g[row, 0, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (row * 2) * out + j)
-            s1 = sense(fast_g[row, 1, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (row * 2 + 1) * out + j)
+            key = read_keys[e]
+            s0 = sense(fast_g[row, 0, e, j], sigma_range, codes, lsb, lo, g_range, key, (row * 2) * out + j)
+            s1 = sense(fast_g[row, 1, e, j], sigma_range, codes, lsb, lo, g_range, key, (row * 2 + 1) * out + j)
             h = accumulator[row, e, j] + (s0 - s1) * fast_scale * transfer_lr * to_pulses
             n = min(max(np.trunc(h), -cap), cap)
             if masked and not abs(h) >= threshold:
@@ -106,10 +103,8 @@ def transfer_kernel(fast_g, fast_scale, g, w, w_scale, row, sigma_range, codes, 
                 continue
             for d in range(2):
                 p = n if d == 0 else -n
-                g[row, d, e, j] = device_step(g[row, d, e, j], p, row, d, e, j, kind, prm, curve_up, curve_down,
-                                              grid, c2c, multiplicative, c2c_keys[e], (row * 2 + d) * out + j)
-                abs_sum[d, e] += abs(p)
-                net_sum[d, e] += p
+                pulse_device(g, p, row, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
+                             c2c_keys[e], abs_sum, net_sum)
             w[row, e, j] = (g[row, 0, e, j] - g[row, 1, e, j]) * w_scale
 
 
