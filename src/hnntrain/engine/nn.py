@@ -28,7 +28,8 @@ Semantics (see ``docs/api.md``):
 * **State.** ``state_dict()`` holds, under ``<prefix>_extra_state``: the conductances and write
   counters, the device seed (which fixes the device-to-device draws), the scheme's state and
   the update count (the update noise is counter-based, :mod:`hnntrain.physics.rng`). Loading
-  restores all of them (and redraws the devices if the seed differs), so a restored layer continues with the very numbers it would have produced.
+  restores all of them (and redraws the devices if the seed differs), so a restored layer
+  continues with the very numbers it would have produced.
 * **Devices.** Device-to-device draws and initial weights come from CPU generators derived
   from ``seed``; the update noise (stochastic rounding, cycle-to-cycle and read noise) is a hash
   of the seed, the update count and the element: the same numbers on every torch device.
