@@ -52,12 +52,13 @@ def fused_train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Ten
     """:func:`train_step` for one sample with every layer's update fused: the forward and
     backward pass and the update-noise request sums in numba too (same numbers to float
     rounding). Window-1 samples record their requests as :func:`train_step` does."""
+    from hnntrain.engine.kernels.devices import row_indices
     from hnntrain.engine.kernels.network import add_requests, forward_backward
 
     x_row = x[0].numpy()
     active = np.flatnonzero(x_row)
     dense = active.size > DENSE_FRACTION * x_row.size
-    rows = np.arange(x_row.size) if dense else active
+    rows = row_indices(None, x_row.size) if dense else active
     step_key = key.fold(measures.updates)
     before = measures.before_step(net)
     for layer, before_sample in enumerate(befores):
@@ -70,7 +71,7 @@ def fused_train_step(net: Network, measures: TrainingMeasures, x: Tensor, y: Ten
         if before is not None:
             measures.record_request(layer, request_t, torch_rows)
         else:
-            layer_rows = rows if layer == 0 else np.arange(request.shape[0])
+            layer_rows = rows if layer == 0 else row_indices(None, request.shape[0])
             add_requests(measures.update_noise.layers[layer].requested.numpy(), request, layer_rows)
         update(request_t, torch_rows, step_key.fold(layer, UPDATE))
     measures.end_step(net, before, torch.from_numpy(loss), 1, samples_done)

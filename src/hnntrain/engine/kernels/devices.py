@@ -38,6 +38,21 @@ _PARAMS = {
 _CACHE: "weakref.WeakKeyDictionary[DeviceModel, tuple]" = weakref.WeakKeyDictionary()
 
 
+_ALL_ROWS: dict[int, np.ndarray] = {}
+
+
+def row_indices(rows, count: int) -> np.ndarray:
+    """The global input rows a kernel updates, as int64 numpy: ``rows`` (a tensor or an array),
+    or every row 0..count-1 when None (kept per count, not rebuilt at every update; kernels only
+    read it)."""
+    if rows is None:
+        every = _ALL_ROWS.get(count)
+        if every is None:
+            every = _ALL_ROWS[count] = np.arange(count, dtype=np.int64)
+        return every
+    return rows if isinstance(rows, np.ndarray) else rows.numpy()
+
+
 def supported(model: DeviceModel) -> bool:
     """True for the device models the kernels implement (float32 parameters on the CPU)."""
     return model.name in _KINDS and model.g_min.device.type == "cpu" and model.g_min.dtype.is_floating_point

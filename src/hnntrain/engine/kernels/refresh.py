@@ -19,12 +19,18 @@ linear model; a measured (table) nominal device keeps the reference path.
 from __future__ import annotations
 
 import math
+import weakref
 
 import numba
 import numpy as np
 import torch
 
-from hnntrain.engine.kernels.devices import device_arguments, device_step, pulse_device
+from hnntrain.engine.kernels.devices import (
+    device_arguments,
+    device_step,
+    pulse_device,
+    row_indices,
+)
 from hnntrain.physics import rng
 from hnntrain.physics.rng import bits_nb, normal_nb, uniform_nb
 
@@ -131,10 +137,20 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, g_range, read
     stats[0] += refreshed
 
 
+_NOMINAL_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def nominal_arguments(nominal) -> tuple[int, np.ndarray] | None:
     """(kind, [g_inf_ltp, g_inf_ltd, a_ltp, a_ltd, step, -1/a_ltp, -1/a_ltd]) of a nominal
     exponential or linear model (float32, as the model holds them); None for others (the
-    reference then runs)."""
+    reference then runs). Kept per model: the nominal device never changes during a run."""
+    if nominal in _NOMINAL_CACHE:
+        return _NOMINAL_CACHE[nominal]
+    _NOMINAL_CACHE[nominal] = _nominal_arguments(nominal)
+    return _NOMINAL_CACHE[nominal]
+
+
+def _nominal_arguments(nominal) -> tuple[int, np.ndarray] | None:
     if nominal.name == "exponential":
         names = ("g_inf_ltp", "g_inf_ltd", "a_ltp", "a_ltd", None, "neg_inv_a_ltp", "neg_inv_a_ltd")
         values = [float(getattr(nominal, n)) if n else 0.0 for n in names]
@@ -166,9 +182,7 @@ def crus_sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
     sensed.samples_since_read = 0
     if sensed.estimate is None:
         sensed.estimate = torch.empty_like(scheme.array.g)
-    table = scheme.policy.refresh.ravel().astype(np.bool_)
-    if not scheme.options.refresh:
-        table = np.zeros_like(table)
+    table = _policy_tables(scheme)[2]
     _run(scheme, key, np.float32(0.0), bool(scheme.home_is_min), table, scheme.levels, sensed.estimate.numpy())
 
 
@@ -247,18 +261,34 @@ def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, tab
                     estimate[r, d, e, j] = nominal_step(g_est, p, lo, hi, nominal_kind, nominal)
 
 
+_POLICY_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _policy_tables(scheme) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CRUS's (up, down, refresh) policy tables flattened to booleans for the kernels (no refresh
+    when ``scheme.refresh`` is off); kept per scheme until its policy object changes."""
+    cached = _POLICY_CACHE.get(scheme)
+    if cached is None or cached[0] is not scheme.policy:
+        policy = scheme.policy
+        refresh = policy.refresh.ravel().astype(np.bool_)
+        if not scheme.options.refresh:
+            refresh = np.zeros_like(refresh)
+        cached = (policy, policy.up.ravel().astype(np.bool_), policy.down.ravel().astype(np.bool_), refresh)
+        _POLICY_CACHE[scheme] = cached
+    return cached[1:]
+
+
 def crus_update(scheme, request, rows, key: rng.Key) -> None:
     """Fused :meth:`CRUS.update <hnntrain.schemes.crus.CRUS.update>` (without ``accumulate``)."""
     array = scheme.array
     nominal = nominal_arguments(scheme.ctx.nominal)
     levels = scheme.levels
-    row_index = np.arange(array.g.shape[0], dtype=np.int64) if rows is None else \
-        (rows if isinstance(rows, np.ndarray) else rows.numpy())
+    row_index = row_indices(rows, array.g.shape[0])
     round_keys = key.take(rng.ROUND)
     c2c_keys = key.take(rng.C2C)
     crus_kernel(array.g.numpy(), array.w.numpy(), np.float32(array.scale), np.float32(1.0 / array.scale),
                 request.detach().numpy(), row_index, scheme.sensed.estimate.numpy(),
-                scheme.policy.up.ravel().astype(np.bool_), scheme.policy.down.ravel().astype(np.bool_), levels,
+                *_policy_tables(scheme)[:2], levels,
                 np.float32(scheme.g_max - scheme.g_min), np.float32(scheme.g_min),
                 np.float32(scheme.g_max), nominal[0], nominal[1], np.float32(array.max_pulses),
                 bool(scheme.sensed.track), round_keys, c2c_keys,

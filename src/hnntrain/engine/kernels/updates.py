@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from torch import Tensor
 
-from hnntrain.engine.kernels.devices import device_arguments, pulse_device
+from hnntrain.engine.kernels.devices import device_arguments, pulse_device, row_indices
 from hnntrain.engine.kernels.refresh import crus_update, sense
 from hnntrain.physics import rng
 from hnntrain.physics.rng import bits_nb, uniform_nb
@@ -108,17 +108,11 @@ def transfer_kernel(fast_g, fast_scale, g, w, w_scale, row, sigma_range, codes, 
             w[row, e, j] = (g[row, 0, e, j] - g[row, 1, e, j]) * w_scale
 
 
-def _rows(rows: Tensor | np.ndarray | None, count: int) -> np.ndarray:
-    if rows is None:
-        return np.arange(count, dtype=np.int64)
-    return rows if isinstance(rows, np.ndarray) else rows.numpy()
-
-
 def _push_pull(array, request: Tensor, rows, key: rng.Key) -> None:
     device = device_arguments(array.model, tuple(array.g.shape))
     round_keys = key.take(rng.ROUND)
     c2c_keys = key.take(rng.C2C)
-    push_pull_kernel(array.g.numpy(), array.w.numpy(), request.detach().numpy(), _rows(rows, array.g.shape[0]),
+    push_pull_kernel(array.g.numpy(), array.w.numpy(), request.detach().numpy(), row_indices(rows, array.g.shape[0]),
                      np.float32(0.5 / array.dw_step), np.float32(array.max_pulses), np.float32(array.scale),
                      round_keys, c2c_keys, *device, array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
     array.counter.add_write(request.shape[0], array.g.shape[3], array.extra)
@@ -181,7 +175,7 @@ def mixed_precision(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) 
 def _gradual(scheme, request, rows, to_pulses, accumulator, step, round_keys, c2c_keys) -> None:
     array = scheme.array
     device = device_arguments(array.model, tuple(array.g.shape))
-    gradual_kernel(array.g.numpy(), array.w.numpy(), request.detach().numpy(), _rows(rows, array.g.shape[0]),
+    gradual_kernel(array.g.numpy(), array.w.numpy(), request.detach().numpy(), row_indices(rows, array.g.shape[0]),
                    to_pulses, np.float32(array.max_pulses), np.float32(array.scale), accumulator, np.float32(step),
                    round_keys, c2c_keys, bool(scheme.gradual_ltp), *device,
                    array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
