@@ -65,7 +65,7 @@ class UpdateNoise:
     def __init__(self, weight: Tensor, window: int):
         replicas = weight.shape[1]
         self.window = int(window)
-        self.w_start = weight.detach().clone().double()
+        self.w_start = weight.detach().to(torch.float64, copy=True)
         self.requested = torch.zeros_like(self.w_start)
         self.updates_in_window = 0
         self.window1 = MeanRatio(replicas, weight.device)
@@ -102,12 +102,12 @@ class UpdateNoise:
     def close_window(self, weight: Tensor) -> tuple[Tensor, Tensor] | None:
         if self.updates_in_window == 0:
             return None
-        w_now = weight.detach().double()
+        w_now = weight.detach().to(torch.float64, copy=True)  # becomes the next window's start
         err, ask = squared_norms(w_now - self.w_start, self.requested)
         ratio, valid = ratio_of(err, ask)
         self.long.add(ratio, valid)
         self.last = (self.window1_in_window.take(), torch.where(valid, ratio, torch.nan))
-        self.w_start = w_now.clone()
+        self.w_start = w_now
         self.requested.zero_()
         self.updates_in_window = 0
         return err, ask
@@ -146,7 +146,7 @@ class NetworkUpdateNoise:
     @staticmethod
     def snapshot(weights: list[Tensor]) -> list[Tensor]:
         """Every layer's weights, all rows, before an update (for a window-1 sample)."""
-        return [w.detach().double().clone() for w in weights]
+        return [w.detach().to(torch.float64, copy=True) for w in weights]  # one copy, not two
 
     def record_request(self, layer: int, request: Tensor, rows: Tensor | None) -> None:
         self.layers[layer].record_request(request, rows)
