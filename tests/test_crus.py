@@ -8,7 +8,7 @@ from hnntrain.physics.pair import PairArray
 from hnntrain.physics.rng import Key
 from hnntrain.physics.sensing import Sensor
 from hnntrain.schemes import SchemeContext, build_scheme
-from hnntrain.schemes.crus import CrusOptions, policy_spec
+from hnntrain.schemes.crus import CrusOptions, policy_spec, traffic_bucket
 from hnntrain.schemes.optimize import (
     LTD_ACTION,
     LTP_ACTION,
@@ -155,3 +155,53 @@ def test_lp_cost_is_checked_by_running_its_policy(preset):
     assert 1.0 <= result.predicted / result.measured <= 2.5
     rare = build_config({"device.preset": preset, "device.c2c": 0.02, "sensing.adc_bits": 4, "sensing.every": 1000})
     assert simulate_policy(rare.device, rare.sensing, pairs=400, updates=600, burn_in=200).measured > result.measured
+
+
+def test_traffic_bucket_rounds_to_half_powers_of_two_within_one_and_k():
+    assert traffic_bucket(0.2, 100) == 1.0
+    assert traffic_bucket(3.0, 100) == 2.0 ** 1.5  # log2 3 = 1.58 -> 1.5
+    assert traffic_bucket(7.0, 100) == 8.0
+    assert traffic_bucket(100.0, 100) == traffic_bucket(5e4, 100) == 100.0
+    assert traffic_bucket(90.0, 100) == traffic_bucket(99.0, 100) == 2.0 ** 6.5  # below K: the grid
+
+
+def _crus_with_replicas(**options):
+    cfg = build_config({"device.preset": "abrupt-ltd", "device.c2c": 0.02, "scheme.name": "crus",
+                        "sensing.adc_bits": 4, "sensing.every": 100, **{f"scheme.{k}": v for k, v in options.items()}})
+    ctx = SchemeContext(nominal=nominal_device(cfg.device), sensing=cfg.sensing,
+                        sensor=Sensor(cfg.sensing, cfg.device.g_min, cfg.device.g_max), device=cfg.device,
+                        max_pulses=cfg.scheme.max_pulses)
+    array = PairArray.create(torch.zeros((20, 2, 10), dtype=torch.float64), build_device(cfg.device),
+                             PairConfig(), cfg.scheme.max_pulses)
+    return build_scheme("crus", dict(cfg.scheme.params), array, ctx), array
+
+
+def _busy_and_quiet_interval(crus, array):
+    """A first read; then replica 0 receives 100 pulses per pair and replica 1 half a pulse per
+    pair before the next read (written into the counters as the pulse driver would)."""
+    crus.before_sample(1, Key.from_seed(0, 1))
+    pairs = 20 * 10
+    array.counter.abs_sum[0, 0] += 100 * pairs
+    array.counter.abs_sum[1, 1] += 0.5 * pairs
+    crus.before_sample(100, Key.from_seed(0, 2))
+
+
+def test_crus_re_solves_each_replica_for_its_measured_traffic():
+    crus, array = _crus_with_replicas()
+    k_policy = crus.policy
+    _busy_and_quiet_interval(crus, array)
+    assert crus.requests_per_read == [100.0, 1.0]
+    assert crus.policies[0] is k_policy  # as busy as one request per sample: the K policy
+    quiet = crus.policies[1]
+    assert not np.array_equal(_tables(quiet), _tables(k_policy))
+    assert quiet.lp_cost < k_policy.lp_cost  # fewer requests between reads: less drift
+    for e, policy in enumerate(crus.policies):  # the tables the update reads are per replica
+        assert np.array_equal(crus.table_up[e].numpy(), policy.up.ravel().astype(bool))
+        assert np.array_equal(crus.table_refresh[e].numpy(), policy.refresh.ravel().astype(bool))
+    restored, _ = _crus_with_replicas()  # a checkpoint brings the measured policies back
+    restored.load_state_dict(crus.state_dict())
+    assert restored.requests_per_read == crus.requests_per_read
+    assert torch.equal(restored.table_down, crus.table_down)
+    fixed, fixed_array = _crus_with_replicas(measure_traffic=False)
+    _busy_and_quiet_interval(fixed, fixed_array)
+    assert fixed.policies[1] is fixed.policy and fixed.requests_per_read == [100.0, 100.0]

@@ -3,6 +3,8 @@ list|show|fit``, ``optimize`` (the CRUS linear program) and ``data fetch``."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -241,6 +243,10 @@ def optimize_command(
                                                       show_default=False)] = None,
     set_: SetOption = [],
     request_pulses: Annotated[float, typer.Option("--request-pulses", help="Mean request, nominal steps.")] = 1.0,
+    requests_per_read: Annotated[Optional[float], typer.Option(
+        "--requests-per-read", metavar="N", min=1.0, help="Requests a pair receives between two reads (default: "
+        "the sensing interval K, one per sample). Training measures it from the pulses written and re-solves at "
+        "every read (scheme.measure_traffic).", show_default=False)] = None,
     no_reverse: Annotated[bool, typer.Option("--no-reverse", help="Forbid reverse updates.")] = False,
     no_refresh: Annotated[bool, typer.Option("--no-refresh", help="Forbid refresh.")] = False,
     show_tables: Annotated[bool, typer.Option("--tables", help="Print the full policy tables.")] = False,
@@ -268,13 +274,17 @@ def optimize_command(
         dev, sensing, cap = cfg.device, cfg.sensing, cfg.scheme.max_pulses
         options = CrusOptions(request_pulses=request_pulses, reverse=not no_reverse, refresh=not no_refresh)
         start = time.monotonic()
-        policy = solve(dev, sensing, policy_spec(options, dev, cap))
-        others = {name: solve(dev, sensing, policy_spec(CrusOptions(request_pulses=request_pulses, reverse=rev,
-                                                                    refresh=ref), dev, cap)).lp_cost
+        # the Monte-Carlo check reads every N requests, as the program assumes
+        spec = lambda opts: dataclasses.replace(policy_spec(opts, dev, cap),  # noqa: E731
+                                                updates_per_read=requests_per_read or 0.0)
+        policy = solve(dev, sensing, spec(options))
+        others = {name: solve(dev, sensing, spec(CrusOptions(request_pulses=request_pulses, reverse=rev,
+                                                             refresh=ref))).lp_cost
                   for name, rev, ref in (("gradual direction only", False, False), ("no reverse", False, True),
                                          ("no refresh", True, False))}
         solve_seconds = time.monotonic() - start
-        measured = simulate_policy(dev, sensing, options, cap) if check else None
+        checked = dataclasses.replace(sensing, every=max(1, round(requests_per_read))) if requests_per_read else sensing
+        measured = simulate_policy(dev, checked, options, cap) if check else None
     hardware = describe_hardware(flatten_config(cfg)).split(";")[0]
     table = Table(title=escape(f"CRUS policy for {hardware}"), title_justify="left")
     table.add_column("quantity")

@@ -20,7 +20,7 @@ states that minimizes the expected update noise for this device and sensing spec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -70,6 +70,12 @@ class CrusOptions:
     """Not in the paper: keep a digital accumulator per synapse (as ``mixed_precision``) and
     pulse only whole model-based pulses, subtracting what the model predicts they deliver.
     Costs 16 more bits per synapse; opposite-sign requests cancel before any pulse is spent."""
+    measure_traffic: bool = True
+    """Optimization: at every read from the second on, re-solve with the traffic measured since
+    the previous read, the pulses a pair of this layer and replica received (its write counters),
+    as the number of requests between reads. False: K requests between reads (one per sample, the
+    most a synapse can receive), which overstates how far the estimate drifts for the many
+    synapses that are seldom pulsed and so undervalues refresh."""
 
     def check(self) -> None:
         if self.reverse_levels < 0:
@@ -78,6 +84,17 @@ class CrusOptions:
             raise ConfigError("scheme.request_pulses", "must be > 0 nominal steps")
         if self.noise_window < 1:
             raise ConfigError("scheme.noise_window", "must be >= 1 update")
+
+
+def traffic_bucket(pulses_per_pair: float, every: int) -> float:
+    """Requests between reads from the measured pulses per pair since the last read: K when at
+    least K, else the nearest half power of two, at least 1 (few distinct policies, so the
+    solver's cache serves most re-solves)."""
+    every = max(int(every), 1)
+    if pulses_per_pair >= every:
+        return float(every)
+    clipped = max(float(pulses_per_pair), 1.0)
+    return float(min(2.0 ** (round(2.0 * np.log2(clipped)) / 2.0), every))
 
 
 def policy_spec(options: CrusOptions, device: DeviceConfig, max_pulses: int) -> OptimizeSpec:
@@ -119,24 +136,68 @@ class CRUS(UpdateScheme):
 
     def __init__(self, options: CrusOptions, array, ctx):
         super().__init__(options, array, ctx)
+        self._sensing = ctx.believed_sensing or ctx.sensing  # the controller's beliefs
         spec = policy_spec(options, ctx.device, array.max_pulses)
-        optimal = _optimized(ctx.device, ctx.believed_sensing or ctx.sensing, spec)  # the controller's beliefs
+        self._spec = replace(spec, updates_per_read=float(spec.updates_per_read or self._sensing.every))
+        optimal = _optimized(ctx.device, self._sensing, self._spec)
         if options.optimize:
-            self.policy = optimal
+            policy = optimal
         else:
-            self.policy = hand_policy(optimal.levels, optimal.home, options.reverse_levels, options.window_levels,
-                                      options.reverse, options.refresh)
-        device = array.g.device
-        self.levels = self.policy.levels
-        self.table_up = torch.as_tensor(self.policy.up.ravel(), device=device).bool()  # True: LTD-based
-        self.table_down = torch.as_tensor(self.policy.down.ravel(), device=device).bool()
-        self.table_refresh = torch.as_tensor(self.policy.refresh.ravel(), device=device)
+            policy = hand_policy(optimal.levels, optimal.home, options.reverse_levels, options.window_levels,
+                                 options.reverse, options.refresh)
+        self.levels = policy.levels
+        self.home_is_min = policy.home == "g_min"
+        replicas = array.g.shape[2]
+        self.policies: list[Policy] = [policy] * replicas
+        """The policy of each replica (they differ once measured traffic differs)."""
+        self.requests_per_read = [self._spec.updates_per_read] * replicas
+        """Requests between reads each replica's policy assumes (measured from the second read)."""
+        self._pulses_at_read: Tensor | None = None  # each replica's pulse total at the last read
+        self._set_tables()
         self.sensed = ctx.sensed_state(track=options.track)
         nominal = ctx.nominal
         self.g_min, self.g_max = float(nominal.g_min), float(nominal.g_max)
-        self.home_is_min = self.policy.home == "g_min"
         self.accumulator = DigitalAccumulator(array.weight, array.max_pulses) if options.accumulate else None
         """Owed weight change (weight units), with ``accumulate``."""
+
+    @property
+    def policy(self) -> Policy:
+        """The first replica's policy (all replicas start with the same one)."""
+        return self.policies[0]
+
+    def _set_tables(self) -> None:
+        """Per-replica policy tables (E, levels^2), booleans: True = LTD-based; refresh flags all
+        False when ``refresh`` is off."""
+        device = self.array.g.device
+        stack = lambda name: torch.as_tensor(np.stack([getattr(p, name).ravel() for p in self.policies]),  # noqa: E731
+                                             device=device).bool()
+        self.table_up, self.table_down, self.table_refresh = stack("up"), stack("down"), stack("refresh")
+        if not self.options.refresh:
+            self.table_refresh.zero_()
+
+    def _lookup(self, table: Tensor, idx: Tensor) -> Tensor:
+        """table[e, idx[..., e, :]] for policy indices ``idx`` (..., E, out)."""
+        replica = torch.arange(table.shape[0], device=idx.device).view(-1, 1)
+        return table[replica, idx]
+
+    def after_read(self) -> None:
+        """At a read: measure each replica's traffic since the previous read (pulses per pair, from
+        the write counters) and re-solve its policy for that many requests between reads."""
+        totals = self.array.counter.abs_sum.sum(0).cpu()  # (E,) pulses written so far
+        previous, self._pulses_at_read = self._pulses_at_read, totals.clone()
+        if previous is None or not (self.options.optimize and self.options.measure_traffic):
+            return
+        pairs = self.array.g.shape[0] * self.array.g.shape[3]
+        every = self._sensing.every
+        buckets = [traffic_bucket(float(d) / pairs, every) for d in (totals - previous)]
+        if buckets != self.requests_per_read:
+            self._retune(buckets)
+
+    def _retune(self, buckets: list[float]) -> None:
+        self.requests_per_read = buckets
+        self.policies = [_optimized(self.ctx.device, self._sensing, replace(self._spec, updates_per_read=b))
+                         for b in buckets]
+        self._set_tables()
 
     def hardware(self) -> dict:
         return {
@@ -155,13 +216,15 @@ class CRUS(UpdateScheme):
         return codes[:, 0] * self.levels + codes[:, 1]
 
     def before_sample(self, samples: int, generator) -> None:
-        if self.sensed.refresh_if_due(self.array, samples, generator) and self.options.refresh:
-            self._refresh(generator)
+        if self.sensed.refresh_if_due(self.array, samples, generator):
+            self.after_read()
+            if self.options.refresh:
+                self._refresh(generator)
 
     def _refresh(self, generator) -> None:
         """Reset flagged pairs to home and reprogram the sensed difference on one device."""
         est = self.sensed.estimate
-        mask = self.table_refresh[self._codes(est)]  # (in, E, out)
+        mask = self._lookup(self.table_refresh, self._codes(est))  # (in, E, out)
         if bool(mask.any()):
             self.sensed.estimate = refresh_pairs(self.array, est, mask, self.home_is_min, self.ctx.nominal, generator,
                                                  self.ctx.reset_noise)
@@ -174,7 +237,7 @@ class CRUS(UpdateScheme):
         est = self.sensed.view(rows)  # (k, 2, E, out)
         idx = self._codes(est)
         increase = request > 0
-        use_ltd = torch.where(increase, self.table_up[idx], self.table_down[idx])
+        use_ltd = torch.where(increase, self._lookup(self.table_up, idx), self._lookup(self.table_down, idx))
         ltp = ~use_ltd
         # increases: LTP on G+ or LTD on G-; decreases: LTP on G- or LTD on G+
         moves_plus = increase == ltp
@@ -199,9 +262,14 @@ class CRUS(UpdateScheme):
         return None if self.accumulator is None else self.accumulator.value
 
     def state_dict(self) -> dict:
-        return {"sensed": self.sensed.state_dict(), "chi": self.chi}
+        return {"sensed": self.sensed.state_dict(), "chi": self.chi, "pulses_at_read": self._pulses_at_read,
+                "requests_per_read": list(self.requests_per_read)}
 
     def load_state_dict(self, state: dict) -> None:
         self.sensed.load_state_dict(state["sensed"])
+        self._pulses_at_read = state.get("pulses_at_read")
+        buckets = state.get("requests_per_read")
+        if buckets is not None and buckets != self.requests_per_read:
+            self._retune([float(b) for b in buckets])
         if state.get("chi") is not None and self.accumulator is not None:
             self.accumulator.value = state["chi"].to(self.array.weight.device)

@@ -17,6 +17,8 @@ The population continues with the first realization.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass
 
@@ -58,8 +60,9 @@ def simulate_policy(device: DeviceConfig, sensing: SensingConfig, options: CrusO
                     seed: int = 0) -> PolicyCost:
     """Run CRUS (``options``, ``device``, ``sensing``) on ``pairs`` nominal pairs for ``updates``
     updates of random-sign requests with exponential magnitudes of mean ``request_pulses``
-    nominal steps (one update per sample), and measure the objective after ``burn_in``."""
-    options = options or CrusOptions()
+    nominal steps (one update per sample), and measure the objective after ``burn_in``. The
+    policy stays the one the program solved for (``measure_traffic`` off), the one checked."""
+    options = dataclasses.replace(options or CrusOptions(), measure_traffic=False)
     gen = torch.Generator().manual_seed(seed)
     nominal = nominal_device(device, dtype=torch.float64)
     ctx = SchemeContext(nominal=nominal, sensing=sensing, sensor=Sensor(sensing, device.g_min, device.g_max),

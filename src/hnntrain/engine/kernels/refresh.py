@@ -80,7 +80,7 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, g_range, read
                    nominal_kind, nominal, cap, round_keys, c2c_keys, kind, prm, curve_up, curve_down, grid,
                    c2c, multiplicative, abs_sum, net_sum, programs):
     """Sense every pair of ``g`` (rows, 2, E, out) and refresh the due ones in place; returns
-    the number of refreshed pairs. ``due_table`` (levels^2 booleans; empty: the threshold
+    the number of refreshed pairs. ``due_table`` ((E, levels^2) booleans; empty: the threshold
     rule) flags pairs by their sensed codes; ``estimate`` (empty: not kept) receives what the
     controller believes afterwards: the reading, or the target of a refreshed device.
     ``stats`` receives [pairs refreshed, (row, replica)s with a reset, LTP and LTD pulses of
@@ -98,7 +98,7 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, g_range, read
                     estimate[r, 0, e, j] = s0
                     estimate[r, 1, e, j] = s1
                 if due_table.size > 0:
-                    due = due_table[policy_code(s0, lo, g_range, levels) * levels
+                    due = due_table[e, policy_code(s0, lo, g_range, levels) * levels
                                     + policy_code(s1, lo, g_range, levels)]
                 else:
                     away0 = s0 - lo if home_is_min else hi - s0
@@ -160,7 +160,7 @@ def _nominal_arguments(nominal) -> tuple[int, np.ndarray] | None:
     return None
 
 
-_NO_TABLE = np.zeros(0, np.bool_)
+_NO_TABLE = np.zeros((0, 0), np.bool_)
 _NO_ESTIMATE = np.zeros((0, 0, 0, 0), np.float32)
 
 
@@ -182,6 +182,7 @@ def crus_sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
     sensed.samples_since_read = 0
     if sensed.estimate is None:
         sensed.estimate = torch.empty_like(scheme.array.g)
+    scheme.after_read()  # the traffic since the last read, from counters the read does not change
     table = _policy_tables(scheme)[2]
     _run(scheme, key, np.float32(0.0), bool(scheme.home_is_min), table, scheme.levels, sensed.estimate.numpy())
 
@@ -242,7 +243,7 @@ def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, tab
                 idx = policy_code(est0, lo, g_range, levels) * levels + policy_code(est1, lo, g_range, levels)
                 req = request[a, e, j]
                 increase = req > 0
-                ltp = not (table_up[idx] if increase else table_down[idx])
+                ltp = not (table_up[e, idx] if increase else table_down[e, idx])
                 moves_plus = increase == ltp
                 g_est = est0 if moves_plus else est1
                 change = abs(req) * inv_scale
@@ -261,21 +262,10 @@ def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, tab
                     estimate[r, d, e, j] = nominal_step(g_est, p, lo, hi, nominal_kind, nominal)
 
 
-_POLICY_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def _policy_tables(scheme) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CRUS's (up, down, refresh) policy tables flattened to booleans for the kernels (no refresh
-    when ``scheme.refresh`` is off); kept per scheme until its policy object changes."""
-    cached = _POLICY_CACHE.get(scheme)
-    if cached is None or cached[0] is not scheme.policy:
-        policy = scheme.policy
-        refresh = policy.refresh.ravel().astype(np.bool_)
-        if not scheme.options.refresh:
-            refresh = np.zeros_like(refresh)
-        cached = (policy, policy.up.ravel().astype(np.bool_), policy.down.ravel().astype(np.bool_), refresh)
-        _POLICY_CACHE[scheme] = cached
-    return cached[1:]
+    """CRUS's per-replica (up, down, refresh) policy tables, (E, levels^2) booleans, as numpy
+    views of the scheme's tensors (no copy; they change when the scheme re-solves its policy)."""
+    return scheme.table_up.numpy(), scheme.table_down.numpy(), scheme.table_refresh.numpy()
 
 
 def crus_update(scheme, request, rows, key: rng.Key) -> None:
