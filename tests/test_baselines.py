@@ -194,3 +194,21 @@ def test_tiki_taka_reads_several_rows_and_resets_them():
     for step in range(2):
         updater.update(torch.zeros_like(array.weight), None, Key.from_seed(0, 1).fold(step))
     assert updater.row == 1  # 2 + 2 + 2 rows, around 5
+
+
+@pytest.mark.parametrize("scheme", ["sgd", "threshold"])
+def test_an_update_of_some_rows_writes_what_the_full_update_writes_there(scheme):
+    """A synapse's rounding draw is numbered by its global input row: updating only the rows with
+    a request writes exactly what updating every row (zero requests elsewhere) writes."""
+    options = {"threshold": 0.05} if scheme == "threshold" else {}
+    some, some_array = make(scheme, preset="abrupt-ltd", **options)
+    full, full_array = make(scheme, preset="abrupt-ltd", **options)
+    rows = torch.tensor([2, 5, 11, 29])
+    step = 2 * some_array.dw_step
+    request = torch.rand(4, 1, 20, generator=torch.Generator().manual_seed(1)) * 0.9 * step  # fractional pulses
+    whole = torch.zeros(some_array.weight.shape, dtype=request.dtype)
+    whole[rows] = request
+    some.update(request, rows, Key.from_seed(4, 1))
+    full.update(whole, None, Key.from_seed(4, 1))
+    assert torch.count_nonzero(full_array.weight[rows]) > 0
+    assert torch.equal(some_array.weight, full_array.weight)

@@ -43,6 +43,6 @@ class ThresholdUpdate(UpdateScheme):
 
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
         x = push_pull_count(request, self.array.dw_step)
-        n = torch.round(x) if self.options.deterministic else stochastic_round(x, generator)
+        n = torch.round(x) if self.options.deterministic else stochastic_round(x, generator, rows)
         n = torch.where(x.abs() >= self.options.threshold, n, torch.zeros_like(x))
         self.array.pulse(push_pull(n), rows, generator)
