@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hnntrain.schemes.update_noise import NetworkUpdateNoise, UpdateNoise
+from hnntrain.schemes.update_noise import NetworkUpdateNoise, UpdateNoise, squared_norms, window1_norms
 
 
 def test_network_un_sums_squared_norms_over_layers_not_layer_ratios():
@@ -57,6 +57,24 @@ def test_without_a_sample_only_the_long_window_accumulates():
 def test_layer_un_keeps_its_meaning():
     w = torch.zeros(4, 2, 3, dtype=torch.float64)
     layer = UpdateNoise(w, window=5)
-    err, _ = layer.record_window1(torch.full_like(w, 2.0), torch.ones_like(w))
+    err, ask = window1_norms(torch.full_like(w, 2.0), w, torch.ones_like(w), None)
     assert torch.allclose(err, torch.full((2,), 12.0, dtype=torch.float64))
+    layer.record_window1(err, ask)
     assert layer.take()["window1"] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_window1_norms_equal_the_dense_definition(seed):
+    """The row-sparse form against ||(W - W_before) - dense request||^2 in float64, with writes
+    outside the requested rows (a refresh or transfer) counted as error."""
+    gen = torch.Generator().manual_seed(seed)
+    before = torch.rand(30, 3, 7, generator=gen) * 2 - 1
+    rows = torch.sort(torch.randperm(30, generator=gen)[:9]).values
+    request = torch.randn(9, 3, 7, generator=gen) * 1e-3
+    after = before.clone()
+    after[rows] += request + torch.randn(9, 3, 7, generator=gen) * 3e-4  # pulses, off by noise
+    after[[0, 17]] += 0.05  # a refresh elsewhere
+    dense = torch.zeros(30, 3, 7, dtype=torch.float64).index_copy_(0, rows, request.double())
+    err, ask = squared_norms(after.double() - before.double(), dense)
+    fast_err, fast_ask = window1_norms(after, before, request, rows)
+    assert torch.allclose(fast_err, err, rtol=1e-5) and torch.allclose(fast_ask, ask)

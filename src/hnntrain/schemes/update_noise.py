@@ -28,6 +28,29 @@ def squared_norms(realized: Tensor, requested: Tensor) -> tuple[Tensor, Tensor]:
     return (realized - requested).square().sum(dims), requested.square().sum(dims)
 
 
+def window1_norms(weight: Tensor, before: Tensor, request: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
+    """:func:`squared_norms` of one update, per replica, from the layer's weights after and
+    ``before`` it (all rows) and its request (k, E, out) on ``rows`` (None: every row).
+
+    Without a dense request tensor or a float64 copy of the layer: with d = W - W_before,
+
+        ||d - q||^2 = sum over all rows of d^2 - sum over the request's rows of d^2
+                      + sum over the request's rows of (d - q)^2
+
+    (rows outside the request ask for nothing, so all they changed is error). d is exact in
+    float32 wherever the two weights are within a factor 2 of each other (Sterbenz), i.e. for
+    every small change; the sums are float64."""
+    diff = weight.detach() - before
+    dims = (0, 2)
+    q = request.detach().double()
+    if rows is None:
+        return (diff.double() - q).square().sum(dims), q.square().sum(dims)
+    picked = diff.index_select(0, rows).double()
+    everywhere = torch.linalg.vector_norm(diff, dim=dims, dtype=torch.float64).square()
+    err = everywhere - picked.square().sum(dims) + (picked - q).square().sum(dims)
+    return err.clamp_(min=0.0), q.square().sum(dims)
+
+
 def noise_ratio(realized: Tensor, requested: Tensor) -> tuple[Tensor, Tensor]:
     """Per replica ||realized - requested||^2 / ||requested||^2 for (in, E, out) tensors, and
     a mask of replicas whose request was non-zero (the ratio is undefined otherwise)."""
@@ -83,13 +106,11 @@ class UpdateNoise:
         else:
             self.requested.index_add_(0, rows, requested.double())
 
-    def record_window1(self, realized: Tensor, requested: Tensor) -> tuple[Tensor, Tensor]:
-        """One update's realized and requested change (same shape); returns its squared norms."""
-        err, ask = squared_norms(realized.double(), requested.double())
+    def record_window1(self, err: Tensor, ask: Tensor) -> None:
+        """One update's squared norms (:func:`window1_norms`) into the window-1 means."""
         ratio, valid = ratio_of(err, ask)
         self.window1.add(ratio, valid)
         self.window1_in_window.add(ratio, valid)
-        return err, ask
 
     def end_update(self, weight: Tensor) -> tuple[Tensor, Tensor] | None:
         """Close the long window after ``window`` updates (the realized sum is W_now - W_start);
@@ -145,8 +166,9 @@ class NetworkUpdateNoise:
 
     @staticmethod
     def snapshot(weights: list[Tensor]) -> list[Tensor]:
-        """Every layer's weights, all rows, before an update (for a window-1 sample)."""
-        return [w.detach().to(torch.float64, copy=True) for w in weights]  # one copy, not two
+        """Every layer's weights, all rows, before an update (for a window-1 sample; a float32
+        copy: :func:`window1_norms` takes differences in the weights' own precision)."""
+        return [w.detach().clone() for w in weights]
 
     def record_request(self, layer: int, request: Tensor, rows: Tensor | None) -> None:
         self.layers[layer].record_request(request, rows)
@@ -158,10 +180,8 @@ class NetworkUpdateNoise:
         if before is not None:
             err_sum, ask_sum = 0.0, 0.0
             for noise, w, w0, (request, rows) in zip(self.layers, weights, before, self.requests):
-                requested = request.double()
-                if rows is not None:
-                    requested = torch.zeros_like(w0).index_copy_(0, rows, requested)
-                err, ask = noise.record_window1(w.detach().double() - w0, requested)
+                err, ask = window1_norms(w, w0, request, rows)
+                noise.record_window1(err, ask)
                 err_sum, ask_sum = err_sum + err, ask_sum + ask
             ratio, valid = ratio_of(err_sum, ask_sum)
             self.window1.add(ratio, valid)
