@@ -41,8 +41,6 @@ def _fused_for(scheme) -> Update | None:
         return None  # no kernel, or a subclass that may change the update
     if scheme.name in NEEDS_NOMINAL_INVERSE and nominal_arguments(scheme.ctx.nominal) is None:
         return None
-    if scheme.name == "crus" and scheme.options.accumulate:
-        return None
     array = scheme.array
     if array.uses_devices and not supported(array.model):
         return None
