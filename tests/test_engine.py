@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -203,6 +204,19 @@ def test_training_with_the_fused_engine_follows_the_reference(scheme, blobs):
         assert torch.allclose(a.weight, b.weight, rtol=0, atol=1e-4)
     assert fus_record["pulses"] == ref_record["pulses"]
     assert fus_record["train_loss"] == pytest.approx(ref_record["train_loss"], rel=1e-5)
+
+
+def test_kernels_declare_what_they_need(tmp_path):
+    """A kernel that inverts the nominal device gives way to the reference for a measured one;
+    a refresh kernel for reset noise; only the engine's own callables count as fused."""
+    sensing = SensingConfig(adc_bits=4)
+    measured = make("crus", table_config(tmp_path), 1, sensing=sensing)
+    assert not kernels.is_fused(kernels.updaters([measured], "fused")[0])
+    noisy_reset = make("crus", DEVICES["exponential-d2d-c2c"], 1, sensing=sensing)
+    noisy_reset.ctx.reset_noise = 0.1
+    assert kernels.is_fused(kernels.updaters([noisy_reset], "fused")[0])
+    assert not kernels.is_fused(kernels.before_samplers([noisy_reset], "fused")[0])
+    assert not kernels.is_fused(functools.partial(noisy_reset.update))
 
 
 def test_the_reference_engine_is_used_where_no_kernel_exists(blobs):

@@ -166,6 +166,12 @@ _NO_TABLE = np.zeros(0, np.bool_)
 _NO_ESTIMATE = np.zeros((0, 0, 0, 0), np.float32)
 
 
+def refresh_accepts(scheme) -> bool:
+    """Whether the fused sensing and refresh implements ``scheme``: a nominal device it can
+    invert, and resets that land exactly on the bound (no ``controller.reset_noise``)."""
+    return nominal_arguments(scheme.ctx.nominal) is not None and scheme.ctx.reset_noise == 0
+
+
 def sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
     """Fused ``before_sample`` of a Unidirectional (or MixedPrecision) ``scheme`` whose nominal
     device is exponential or linear (see :func:`nominal_arguments`)."""
