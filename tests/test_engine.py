@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -128,10 +129,14 @@ def test_fused_sensing_and_refresh_match_the_reference(scheme, device, adc_bits,
 @pytest.mark.parametrize("device", ["exponential-d2d-c2c", "exponential-abrupt-ltp", "linear-d2d-c2c"])
 @pytest.mark.parametrize("options", [{"optimize": False, "reverse_levels": 3, "window_levels": 4},
                                      {"optimize": False, "track": False, "window_levels": 2},
-                                     {"optimize": True}])
-def test_fused_crus_matches_the_reference(device, options):
+                                     {"optimize": True},
+                                     {"optimize": True, "accumulate": True},
+                                     {"optimize": False, "reverse_levels": 3, "window_levels": 4, "accumulate": True}])
+@pytest.mark.parametrize("adc_bits", [4, 0])
+def test_fused_crus_matches_the_reference(device, options, adc_bits):
     cfg = DEVICES[device]
-    sensing = SensingConfig(adc_bits=4, read_noise=0.005, every=3)
+    # an exact read (0 bits) with read noise senses outside the range: tracking clips it
+    sensing = SensingConfig(adc_bits=adc_bits, read_noise=0.005, every=3)
     reference = make("crus", cfg, 2, sensing=sensing, options=options)
     fused = copy.deepcopy(reference)
     before = kernels.before_samplers([fused], "fused")[0]
@@ -154,6 +159,9 @@ def test_fused_crus_matches_the_reference(device, options):
     g_range = float(ref.model.g_range.mean())
     assert torch.allclose(fus.g, ref.g, rtol=0, atol=2e-6 * g_range)
     assert torch.allclose(fus.weight, ref.weight, rtol=0, atol=2e-6 * ref.scale * g_range)
+    if options.get("accumulate"):
+        assert reference.chi.abs().max() > 0.1 * step  # something stays owed
+        assert torch.allclose(fused.chi, reference.chi, rtol=0, atol=1e-5 * step)
 
 
 @pytest.mark.parametrize("options", [{"threshold": 2.0, "transfer_lr": 1.0}, {"transfer_every": 2}])
@@ -198,8 +206,21 @@ def test_training_with_the_fused_engine_follows_the_reference(scheme, blobs):
     assert fus_record["train_loss"] == pytest.approx(ref_record["train_loss"], rel=1e-5)
 
 
+def test_kernels_declare_what_they_need(tmp_path):
+    """A kernel that inverts the nominal device gives way to the reference for a measured one;
+    a refresh kernel for reset noise; only the engine's own callables count as fused."""
+    sensing = SensingConfig(adc_bits=4)
+    measured = make("crus", table_config(tmp_path), 1, sensing=sensing)
+    assert not kernels.is_fused(kernels.updaters([measured], "fused")[0])
+    noisy_reset = make("crus", DEVICES["exponential-d2d-c2c"], 1, sensing=sensing)
+    noisy_reset.ctx.reset_noise = 0.1
+    assert kernels.is_fused(kernels.updaters([noisy_reset], "fused")[0])
+    assert not kernels.is_fused(kernels.before_samplers([noisy_reset], "fused")[0])
+    assert not kernels.is_fused(functools.partial(noisy_reset.update))
+
+
 def test_the_reference_engine_is_used_where_no_kernel_exists(blobs):
-    assert blobs_trainer("auto", "crus", blobs, **{"scheme.accumulate": True}).engine == "reference"
+    assert blobs_trainer("auto", "crus", blobs, **{"scheme.accumulate": True}).engine == "fused"
     assert blobs_trainer("auto", "manhattan", blobs).engine == "reference"
     assert blobs_trainer("auto", "sgd", blobs).engine == "fused"
     assert blobs_trainer("reference", "sgd", blobs).engine == "reference"

@@ -1,25 +1,24 @@
 """The fused engine: numba kernels that do one layer's update in one pass.
 
-:func:`updaters` picks, per layer, the fused update of the scheme (``KERNELS`` in
-:mod:`hnntrain.engine.kernels.updates`) or the scheme's own reference ``update``, following
+:func:`updaters` picks, per layer, the fused update of the scheme (its :class:`~.registry.Kernel`
+in ``KERNELS`` of :mod:`hnntrain.engine.kernels.updates`, where it can run the scheme)
+or the scheme's own reference ``update``, following
 ``runtime.engine`` (see :class:`~hnntrain.spec.config.RuntimeConfig`). The fused path runs on
 the CPU; its numbers are the reference's to float rounding (tests/test_engine.py).
 """
 
 from __future__ import annotations
 
-import functools
 import warnings
 from typing import Callable
 
 import torch
 
+from hnntrain.engine.kernels.registry import Fused, Kernel
 from hnntrain.physics import rng
 from hnntrain.spec.config import ConfigError
 
 Update = Callable[..., None]
-NEEDS_NOMINAL_INVERSE = ("crus",)
-"""Schemes whose fused update inverts the nominal device (exponential or linear only)."""
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 """Hidden activations of the fused forward and backward pass (:mod:`.network`)."""
 _warned = False
@@ -30,7 +29,10 @@ def available() -> bool:
     return rng.numba is not None
 
 
-def _fused_for(scheme) -> Update | None:
+def _kernel_for(scheme) -> Kernel | None:
+    """The scheme's :class:`~.registry.Kernel` where its update can run fused: a kernel that
+    accepts this instance, the scheme's own class (a subclass may change the update), a
+    device model the kernels implement, float32 weights on the CPU."""
     from hnntrain.engine.kernels.devices import supported
     from hnntrain.engine.kernels.refresh import nominal_arguments
     from hnntrain.engine.kernels.updates import KERNELS
@@ -38,10 +40,8 @@ def _fused_for(scheme) -> Update | None:
 
     kernel = KERNELS.get(scheme.name)
     if kernel is None or type(scheme) is not SCHEMES.get(scheme.name):
-        return None  # no kernel, or a subclass that may change the update
-    if scheme.name in NEEDS_NOMINAL_INVERSE and nominal_arguments(scheme.ctx.nominal) is None:
         return None
-    if scheme.name == "crus" and scheme.options.accumulate:
+    if kernel.inverts_nominal and nominal_arguments(scheme.ctx.nominal) is None:
         return None
     array = scheme.array
     if array.uses_devices and not supported(array.model):
@@ -49,28 +49,24 @@ def _fused_for(scheme) -> Update | None:
     weight = array.weight
     if weight.device.type != "cpu" or weight.dtype != torch.float32:
         return None
-    return functools.partial(kernel, scheme)
+    return kernel
 
 
-def _fused_before(scheme) -> Update | None:
-    from hnntrain.engine.kernels.refresh import (
-        crus_sense_and_refresh,
-        nominal_arguments,
-        sense_and_refresh,
-    )
+def _fused_for(scheme) -> Fused | None:
+    kernel = _kernel_for(scheme)
+    return None if kernel is None else Fused(kernel.update, scheme)
 
-    if _fused_for(scheme) is None or nominal_arguments(scheme.ctx.nominal) is None or scheme.ctx.reset_noise > 0:
+
+def _fused_before(scheme) -> Fused | None:
+    kernel = _kernel_for(scheme)
+    if kernel is None or kernel.before is None or not kernel.before_accepts(scheme):
         return None
-    if scheme.name in ("unidirectional", "mixed_precision"):
-        return functools.partial(sense_and_refresh, scheme)
-    if scheme.name == "crus":
-        return functools.partial(crus_sense_and_refresh, scheme)
-    return None
+    return Fused(kernel.before, scheme)
 
 
 def is_fused(update: Update) -> bool:
-    """True for an update callable from the fused engine."""
-    return isinstance(update, functools.partial)
+    """True for an update (or before-sample) callable from the fused engine."""
+    return isinstance(update, Fused)
 
 
 def before_samplers(schemes: list, engine: str) -> list[Update]:

@@ -80,6 +80,22 @@ def device_arguments(model: DeviceModel, shape: tuple[int, ...]) -> tuple:
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
+def expm1_f32(x):
+    """float32 expm1 of a float32 argument, evaluated in float64 and rounded once. The torch
+    reference's float32 expm1 and log (SLEEF, within 1 ulp) differ from numba's float32 ones in
+    the last bit for 8 % (expm1) and 0.6 % of arguments, from the once-rounded float64 results
+    for 0.3 % and 0.05 %: nearer numbers, and fewer whole-pulse counts (CRUS with ``accumulate``
+    truncates them) that fall on the other side of an integer than in the reference."""
+    return np.float32(math.expm1(np.float64(x)))
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def log_f32(x):
+    """float32 natural log of a float32 argument, evaluated in float64 (see :func:`expm1_f32`)."""
+    return np.float32(math.log(np.float64(x)))
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
 def _interp(x, xp, fp, sign):
     """Piecewise-linear interpolation of increasing ``sign * xp`` -> ``fp`` at ``x``, clamped:
     the reference's ``_interp`` (left-sided search, index clamped to 1..n-1)."""
@@ -112,7 +128,7 @@ def device_step(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, mu
         else:
             g_inf = prm[3][r, d, e, j]
             rate = prm[5][r, d, e, j]
-        gn = g + (g - g_inf) * np.float32(math.expm1(abs(p) * rate))
+        gn = g + (g - g_inf) * expm1_f32(abs(p) * rate)
     elif kind == LINEAR:
         gn = g + p * prm[2][r, d, e, j]
     else:

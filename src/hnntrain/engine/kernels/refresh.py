@@ -28,6 +28,8 @@ import torch
 from hnntrain.engine.kernels.devices import (
     device_arguments,
     device_step,
+    expm1_f32,
+    log_f32,
     pulse_device,
     row_indices,
 )
@@ -59,7 +61,7 @@ def pulses_between(start, target, ltp, nominal_kind, nominal):
     g_inf = nominal[0] if ltp else nominal[1]
     a = nominal[2] if ltp else nominal[3]
     ratio = (start - g_inf) / (target - g_inf)
-    n = a * np.float32(math.log(max(ratio, np.float32(1e-30))))
+    n = a * log_f32(max(ratio, np.float32(1e-30)))
     if math.isnan(n):
         return np.float32(0.0)
     if math.isinf(n) and n > 0:
@@ -164,6 +166,12 @@ _NO_TABLE = np.zeros((0, 0), np.bool_)
 _NO_ESTIMATE = np.zeros((0, 0, 0, 0), np.float32)
 
 
+def refresh_accepts(scheme) -> bool:
+    """Whether the fused sensing and refresh implements ``scheme``: a nominal device it can
+    invert, and resets that land exactly on the bound (no ``controller.reset_noise``)."""
+    return nominal_arguments(scheme.ctx.nominal) is not None and scheme.ctx.reset_noise == 0
+
+
 def sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
     """Fused ``before_sample`` of a Unidirectional (or MixedPrecision) ``scheme`` whose nominal
     device is exponential or linear (see :func:`nominal_arguments`)."""
@@ -214,26 +222,35 @@ def _run(scheme, key, threshold, home_is_min, table, levels, estimate) -> None:
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
 def nominal_step(g, p, lo, hi, nominal_kind, nominal):
-    """The controller's model of ``p != 0`` pulses from ``g`` (``DeviceModel.apply`` without
-    noise on the nominal device): the tracked estimate."""
+    """The controller's model of ``p`` pulses from ``g`` (``DeviceModel.apply`` without noise
+    on the nominal device; ``p = 0`` only clips): the tracked estimate."""
     if nominal_kind == NOMINAL_LINEAR:
         g = g + p * nominal[4]
     elif p > 0:
-        g = g + (g - nominal[0]) * np.float32(math.expm1(abs(p) * nominal[5]))
+        g = g + (g - nominal[0]) * expm1_f32(abs(p) * nominal[5])
     else:
-        g = g + (g - nominal[1]) * np.float32(math.expm1(abs(p) * nominal[6]))
+        g = g + (g - nominal[1]) * expm1_f32(abs(p) * nominal[6])
     return min(max(g, lo), hi)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, table_down, levels, g_range, lo, hi,
-                nominal_kind, nominal, cap, track, round_keys, c2c_keys, kind, prm, curve_up, curve_down, grid,
-                c2c, multiplicative, abs_sum, net_sum):
-    """``crus`` (without ``accumulate``) on the input rows ``rows`` of one layer, in place: the
+                nominal_kind, nominal, cap, track, accumulator, round_keys, c2c_keys, kind, prm, curve_up, curve_down,
+                grid, c2c, multiplicative, abs_sum, net_sum):
+    """``crus`` on the input rows ``rows`` of one layer, in place (``CRUS.update``): the
     policy's direction at the sensed codes, the nominal model inverted for the count, one
-    device pulsed, the estimate tracked (``CRUS.update``)."""
+    device pulsed, the estimate tracked::
+
+        without accumulate (``accumulator.size == 0``)   n = min(floor(pulses_to + U), cap)
+        with accumulate    owed = chi + request;  n = min(trunc(pulses_to(owed)), cap);
+                           chi = owed -/+ (nominal(G_est, n) - G_est) * w_scale
+
+    (the sign of the delivered change is that of the pulsed device in w). Tracking passes
+    every estimate of the rows through the nominal model, which clips the untouched ones too.
+    """
     replicas = g.shape[2]
     out = g.shape[3]
+    accumulate = accumulator.size > 0
     for a in range(rows.size):
         r = rows[a]
         for e in range(replicas):
@@ -242,6 +259,8 @@ def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, tab
                 est1 = estimate[r, 1, e, j]
                 idx = policy_code(est0, lo, g_range, levels) * levels + policy_code(est1, lo, g_range, levels)
                 req = request[a, e, j]
+                if accumulate:
+                    req = accumulator[r, e, j] + req  # decide on everything owed so far
                 increase = req > 0
                 ltp = not (table_up[e, idx] if increase else table_down[e, idx])
                 moves_plus = increase == ltp
@@ -250,16 +269,26 @@ def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, tab
                 target = g_est + change if ltp else g_est - change
                 target = min(max(target, lo), hi)
                 x = pulses_between(g_est, target, ltp, nominal_kind, nominal)
-                n = np.floor(x + uniform_nb(bits_nb(round_keys[e], r * out + j)))
+                if accumulate:  # whole pulses only; what they do not deliver stays owed
+                    n = min(np.trunc(x), cap)
+                    p = n if ltp else -n
+                    delivered = (nominal_step(g_est, p, lo, hi, nominal_kind, nominal) - g_est) * w_scale
+                    accumulator[r, e, j] = req - delivered if moves_plus else req + delivered
+                else:
+                    n = np.floor(x + uniform_nb(bits_nb(round_keys[e], r * out + j)))
+                    p = min(n, cap) if ltp else -min(n, cap)
+                d = 0 if moves_plus else 1
+                if track:  # the untouched device (both, without a pulse) is clipped into the range
+                    estimate[r, 1 - d, e, j] = min(max(est1 if moves_plus else est0, lo), hi)
+                    if n == 0:
+                        estimate[r, d, e, j] = min(max(g_est, lo), hi)
+                    else:
+                        estimate[r, d, e, j] = nominal_step(g_est, p, lo, hi, nominal_kind, nominal)
                 if n == 0:
                     continue
-                p = min(n, cap) if ltp else -min(n, cap)
-                d = 0 if moves_plus else 1
                 pulse_device(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
                              c2c_keys[e], abs_sum, net_sum)
                 w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
-                if track:
-                    estimate[r, d, e, j] = nominal_step(g_est, p, lo, hi, nominal_kind, nominal)
 
 
 def _policy_tables(scheme) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -268,8 +297,11 @@ def _policy_tables(scheme) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return scheme.table_up.numpy(), scheme.table_down.numpy(), scheme.table_refresh.numpy()
 
 
+_NO_ACCUMULATOR = np.zeros((0, 0, 0), np.float32)
+
+
 def crus_update(scheme, request, rows, key: rng.Key) -> None:
-    """Fused :meth:`CRUS.update <hnntrain.schemes.crus.CRUS.update>` (without ``accumulate``)."""
+    """Fused :meth:`CRUS.update <hnntrain.schemes.crus.CRUS.update>`, with or without ``accumulate``."""
     array = scheme.array
     nominal = nominal_arguments(scheme.ctx.nominal)
     levels = scheme.levels
@@ -281,7 +313,9 @@ def crus_update(scheme, request, rows, key: rng.Key) -> None:
                 *_policy_tables(scheme)[:2], levels,
                 np.float32(scheme.g_max - scheme.g_min), np.float32(scheme.g_min),
                 np.float32(scheme.g_max), nominal[0], nominal[1], np.float32(array.max_pulses),
-                bool(scheme.sensed.track), round_keys, c2c_keys,
+                bool(scheme.sensed.track),
+                _NO_ACCUMULATOR if scheme.accumulator is None else scheme.accumulator.value.numpy(),
+                round_keys, c2c_keys,
                 *device_arguments(array.model, tuple(array.g.shape)),
                 array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
     array.counter.add_write(row_index.size, array.g.shape[3], array.extra)

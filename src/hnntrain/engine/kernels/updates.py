@@ -14,7 +14,14 @@ import numpy as np
 from torch import Tensor
 
 from hnntrain.engine.kernels.devices import device_arguments, pulse_device, row_indices
-from hnntrain.engine.kernels.refresh import crus_update, sense
+from hnntrain.engine.kernels.refresh import (
+    crus_sense_and_refresh,
+    crus_update,
+    refresh_accepts,
+    sense,
+    sense_and_refresh,
+)
+from hnntrain.engine.kernels.registry import Kernel
 from hnntrain.physics import rng
 from hnntrain.physics.rng import bits_nb, uniform_nb
 
@@ -187,6 +194,12 @@ def fp(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
     scheme.array.add(request, rows)
 
 
-KERNELS = {"sgd": sgd, "fp": fp, "unidirectional": unidirectional, "mixed_precision": mixed_precision,
-           "tiki_taka": tiki_taka, "crus": crus_update}
-"""Scheme name -> fused update(scheme, request, rows, key)."""
+KERNELS = {
+    "sgd": Kernel(sgd),
+    "fp": Kernel(fp),
+    "unidirectional": Kernel(unidirectional, before=sense_and_refresh, before_accepts=refresh_accepts),
+    "mixed_precision": Kernel(mixed_precision, before=sense_and_refresh, before_accepts=refresh_accepts),
+    "tiki_taka": Kernel(tiki_taka),
+    "crus": Kernel(crus_update, before=crus_sense_and_refresh, inverts_nominal=True, before_accepts=refresh_accepts),
+}
+"""Scheme name -> what the fused engine has for it."""
