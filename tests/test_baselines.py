@@ -196,7 +196,7 @@ def test_tiki_taka_reads_several_rows_and_resets_them():
     assert updater.row == 1  # 2 + 2 + 2 rows, around 5
 
 
-@pytest.mark.parametrize("scheme", ["sgd", "threshold"])
+@pytest.mark.parametrize("scheme", ["sgd", "threshold", "nonlinearity_aware"])
 def test_an_update_of_some_rows_writes_what_the_full_update_writes_there(scheme):
     """A synapse's rounding draw is numbered by its global input row: updating only the rows with
     a request writes exactly what updating every row (zero requests elsewhere) writes."""
@@ -208,6 +208,9 @@ def test_an_update_of_some_rows_writes_what_the_full_update_writes_there(scheme)
     request = torch.rand(4, 1, 20, generator=torch.Generator().manual_seed(1)) * 0.9 * step  # fractional pulses
     whole = torch.zeros(some_array.weight.shape, dtype=request.dtype)
     whole[rows] = request
+    if scheme == "nonlinearity_aware":  # its first read
+        some.before_sample(1, Key.from_seed(3, 1))
+        full.before_sample(1, Key.from_seed(3, 1))
     some.update(request, rows, Key.from_seed(4, 1))
     full.update(whole, None, Key.from_seed(4, 1))
     assert torch.count_nonzero(full_array.weight[rows]) > 0

@@ -39,8 +39,10 @@ class NonlinearityAware(UpdateScheme):
         est = self.sensed.view(rows)
         increase = request > 0
         half = request.abs() * (0.5 / self.array.scale)
-        n_plus = model_pulses(self.ctx.nominal, est[:, 0], half, increase, self.g_min, self.g_max, generator)
-        n_minus = model_pulses(self.ctx.nominal, est[:, 1], half, ~increase, self.g_min, self.g_max, generator)
+        n_plus = model_pulses(self.ctx.nominal, est[:, 0], half, increase, self.g_min, self.g_max, generator,
+                              rows)
+        n_minus = model_pulses(self.ctx.nominal, est[:, 1], half, ~increase, self.g_min, self.g_max, generator,
+                               rows)
         pulses = torch.stack((torch.where(increase, n_plus, -n_plus), torch.where(increase, -n_minus, n_minus)), dim=1)
         pulses = pulses.clamp_(-self.array.max_pulses, self.array.max_pulses)
         self.array.pulse(pulses, rows, generator)
