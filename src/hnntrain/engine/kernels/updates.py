@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from torch import Tensor
 
-from hnntrain.engine.kernels.devices import device_arguments, pulse_device, row_indices
+from hnntrain.engine.kernels.devices import device_arguments, pulse_device, push_pull_pair, row_indices
 from hnntrain.engine.kernels.refresh import (
     crus_sense_and_refresh,
     crus_update,
@@ -217,12 +217,8 @@ def threshold_kernel(g, w, request, rows, to_pulses, threshold, deterministic, c
                     n = np.floor(x + uniform_nb(bits_nb(round_keys[e], a * out + j)))
                 if n == 0:
                     continue
-                n = min(max(n, -cap), cap)
-                for d in range(2):
-                    p = n if d == 0 else -n
-                    pulse_device(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
-                                 c2c_keys[e], abs_sum, net_sum)
-                w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
+                push_pull_pair(g, w, min(max(n, -cap), cap), r, e, j, w_scale, kind, prm, curve_up, curve_down, grid,
+                               c2c, multiplicative, c2c_keys[e], abs_sum, net_sum)
 
 
 def threshold(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
@@ -257,11 +253,8 @@ def sign_kernel(g, w, request, rows, to_pulses, min_request, pulses, cap, w_scal
                 if x == 0 or not abs(x * to_pulses) >= min_request:
                     continue
                 n = min(max(pulses if x > 0 else -pulses, -cap), cap)
-                for d in range(2):
-                    p = n if d == 0 else -n
-                    pulse_device(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
-                                 c2c_keys[e], abs_sum, net_sum)
-                w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
+                push_pull_pair(g, w, n, r, e, j, w_scale, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
+                               c2c_keys[e], abs_sum, net_sum)
 
 
 def manhattan(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
