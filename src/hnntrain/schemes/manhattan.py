@@ -69,28 +69,18 @@ class Manhattan(UpdateScheme):
                 "note": f"sign of a {self.options.batch}-update mini-batch gradient" if batched else
                         "sign of every single update (stochastic Manhattan)"}
 
-    def batched(self, request: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor | None] | None:
-        """The request to apply the sign of, and its rows: this one at ``batch = 1``, else the
-        mean of the buffered ones (all rows) once ``batch`` are in; None while buffering."""
-        if self.summed is None:
-            return request, rows
-        if rows is None:
-            self.summed += request
-        else:
-            self.summed.index_add_(0, rows, request)
-        self.pending += 1
-        if self.pending < self.options.batch:
-            return None
-        mean = self.summed * (1.0 / self.pending)
-        self.summed = torch.zeros_like(self.summed)
-        self.pending = 0
-        return mean, None
-
     def update(self, request: Tensor, rows: Tensor | None, generator) -> None:
-        due = self.batched(request, rows)
-        if due is None:
-            return
-        request, rows = due
+        if self.summed is not None:
+            if rows is None:
+                self.summed += request
+            else:
+                self.summed.index_add_(0, rows, request)
+            self.pending += 1
+            if self.pending < self.options.batch:
+                return
+            request, rows = self.summed * (1.0 / self.pending), None
+            self.summed = torch.zeros_like(self.summed)
+            self.pending = 0
         touched = (push_pull_count(request, self.array.dw_step).abs() >= self.options.min_request) & (request != 0)
         n = torch.where(touched, torch.sign(request) * float(self.options.pulses), torch.zeros_like(request))
         self.array.pulse(push_pull(n), rows, generator)

@@ -235,45 +235,6 @@ def threshold(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> Non
     array.counter.add_write(row_index.size, array.g.shape[3], array.extra)
 
 
-@numba.njit(cache=True, error_model="numpy")
-def sign_kernel(g, w, request, rows, to_pulses, min_request, pulses, cap, w_scale, c2c_keys,
-                kind, prm, curve_up, curve_down, grid, c2c, multiplicative, abs_sum, net_sum):
-    """``manhattan``'s step on the input rows ``rows`` of one layer, in place::
-
-        n = clip(pulses * sign(request), -cap, cap)  where request != 0 and |request * to_pulses| >= min_request
-        push-pull n
-    """
-    replicas = g.shape[2]
-    out = g.shape[3]
-    for a in range(rows.size):
-        r = rows[a]
-        for e in range(replicas):
-            for j in range(out):
-                x = request[a, e, j]
-                if x == 0 or not abs(x * to_pulses) >= min_request:
-                    continue
-                n = min(max(pulses if x > 0 else -pulses, -cap), cap)
-                push_pull_pair(g, w, n, r, e, j, w_scale, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
-                               c2c_keys[e], abs_sum, net_sum)
-
-
-def manhattan(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
-    """Fused :class:`~hnntrain.schemes.manhattan.Manhattan` update: the scheme's own buffering
-    (:meth:`~hnntrain.schemes.manhattan.Manhattan.batched`), the signed step fused."""
-    due = scheme.batched(request, rows)
-    if due is None:
-        return
-    request, rows = due
-    array, options = scheme.array, scheme.options
-    row_index = row_indices(rows, array.g.shape[0])
-    sign_kernel(array.g.numpy(), array.w.numpy(), request.detach().numpy(), row_index,
-                np.float32(0.5 / array.dw_step), np.float32(options.min_request), np.float32(options.pulses),
-                np.float32(array.max_pulses), np.float32(array.scale), key.take(rng.C2C),
-                *device_arguments(array.model, tuple(array.g.shape)),
-                array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
-    array.counter.add_write(row_index.size, array.g.shape[3], array.extra)
-
-
 def fp(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
     """``fp``: w[rows] += request (one torch op already; listed so that every path is fused)."""
     scheme.array.add(request, rows)
@@ -287,7 +248,6 @@ KERNELS = {
     "tiki_taka": Kernel(tiki_taka),
     "crus": Kernel(crus_update, before=crus_sense_and_refresh, inverts_nominal=True, before_accepts=refresh_accepts),
     "threshold": Kernel(threshold),
-    "manhattan": Kernel(manhattan),
     "nonlinearity_aware": Kernel(nonlinearity_aware_update, before=sense_when_due, inverts_nominal=True),
 }
 """Scheme name -> what the fused engine has for it."""
