@@ -160,3 +160,14 @@ def pulse_device(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, m
                                 multiplicative, c2c_key, (r * 2 + d) * g.shape[3] + j)
     abs_sum[d, e] += abs(p)
     net_sum[d, e] += p
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def push_pull_pair(g, w, n, r, e, j, w_scale, kind, prm, curve_up, curve_down, grid, c2c, multiplicative, c2c_key,
+                   abs_sum, net_sum):
+    """One push-pull step on pair (r, e, j) of ``g`` in place: ``n != 0`` pulses on G+, ``-n``
+    on G-, counted, and the pair's weight (G+ - G-) * w_scale."""
+    for d in range(2):
+        pulse_device(g, n if d == 0 else -n, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
+                     c2c_key, abs_sum, net_sum)
+    w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale

@@ -1,5 +1,7 @@
-"""Fused sensing and refresh of ``unidirectional``, ``mixed_precision`` and ``crus`` (their
-``before_sample``): one pass over the array instead of a dozen whole-array tensor operations.
+"""Fused sensing and refresh of ``unidirectional``, ``mixed_precision``, ``crus`` and
+``nonlinearity_aware`` (their ``before_sample``): one pass over the array instead of a dozen
+whole-array tensor operations; and the updates that decide from the sensed estimate (``crus``,
+``nonlinearity_aware``).
 
 Per pair, as :meth:`Unidirectional.before_sample <hnntrain.schemes.unidirectional.Unidirectional.before_sample>`,
 :meth:`CRUS.before_sample <hnntrain.schemes.crus.CRUS.before_sample>` and
@@ -183,6 +185,22 @@ def sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
 def crus_sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
     """Fused ``before_sample`` of :class:`~hnntrain.schemes.crus.CRUS`: the read into the sensed
     estimate when due, and the policy's refresh."""
+    _read_when_due(scheme, samples, key, lambda: _policy_tables(scheme)[2], scheme.levels, bool(scheme.home_is_min),
+                   scheme.after_read)
+
+
+def sense_when_due(scheme, samples: int, key: rng.Key) -> None:
+    """Fused ``before_sample`` of a scheme that only senses (``SensedState.refresh_if_due``,
+    e.g. :class:`~hnntrain.schemes.nonlinearity_aware.NonlinearityAware`): the read into the
+    sensed estimate when due, no refresh."""
+    replicas = scheme.array.g.shape[2]
+    _read_when_due(scheme, samples, key, lambda: np.zeros((replicas, 1), np.bool_), 1, True)
+
+
+def _read_when_due(scheme, samples: int, key: rng.Key, due_table, levels: int, home_is_min: bool,
+                   after_read=None) -> None:
+    """The read when due, then the refresh of the pairs ``due_table()`` ((E, levels^2) booleans,
+    asked for after ``after_read``, which may re-solve a policy) flags."""
     sensed = scheme.sensed
     sensed.samples_since_read += samples
     if sensed.estimate is not None and sensed.samples_since_read < sensed.every:
@@ -190,9 +208,9 @@ def crus_sense_and_refresh(scheme, samples: int, key: rng.Key) -> None:
     sensed.samples_since_read = 0
     if sensed.estimate is None:
         sensed.estimate = torch.empty_like(scheme.array.g)
-    scheme.after_read()  # the traffic since the last read, from counters the read does not change
-    table = _policy_tables(scheme)[2]
-    _run(scheme, key, np.float32(0.0), bool(scheme.home_is_min), table, scheme.levels, sensed.estimate.numpy())
+    if after_read is not None:
+        after_read()  # the traffic since the last read, from counters the read does not change
+    _run(scheme, key, np.float32(0.0), home_is_min, due_table(), levels, sensed.estimate.numpy())
 
 
 def _run(scheme, key, threshold, home_is_min, table, levels, estimate) -> None:
@@ -318,4 +336,65 @@ def crus_update(scheme, request, rows, key: rng.Key) -> None:
                 round_keys, c2c_keys,
                 *device_arguments(array.model, tuple(array.g.shape)),
                 array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
+    array.counter.add_write(row_index.size, array.g.shape[3], array.extra)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def nonlinearity_aware_kernel(g, w, w_scale, half_scale, request, rows, estimate, lo, hi, nominal_kind, nominal,
+                              cap, track, plus_keys, minus_keys, c2c_keys, kind, prm, curve_up, curve_down, grid,
+                              c2c, multiplicative, abs_sum, net_sum):
+    """``nonlinearity_aware`` on the input rows ``rows`` of one layer, in place
+    (``NonlinearityAware.update``): each device of the pair asked for half of the request, its
+    count the nominal model inverted at its sensed estimate::
+
+        n+- = min(floor(pulses_to(G_est, G_est +- |dW| / 2s) + U+-), cap)   (LTP on G+ for dW > 0)
+
+    U+ and U- are the first and second ``ROUND`` draws, numbered by the synapse's global input
+    row as in the reference; the estimate is tracked.
+    """
+    replicas = g.shape[2]
+    out = g.shape[3]
+    for a in range(rows.size):
+        r = rows[a]
+        for e in range(replicas):
+            for j in range(out):
+                req = request[a, e, j]
+                increase = req > 0
+                half = abs(req) * half_scale
+                pulsed = False
+                for d in range(2):
+                    ltp = increase if d == 0 else not increase
+                    g_est = estimate[r, d, e, j]
+                    target = g_est + half if ltp else g_est - half
+                    target = min(max(target, lo), hi)
+                    x = pulses_between(g_est, target, ltp, nominal_kind, nominal)
+                    key = plus_keys[e] if d == 0 else minus_keys[e]
+                    n = min(np.floor(x + uniform_nb(bits_nb(key, r * out + j))), cap)
+                    p = n if ltp else -n
+                    if track:
+                        estimate[r, d, e, j] = min(max(g_est, lo), hi) if n == 0 else nominal_step(
+                            g_est, p, lo, hi, nominal_kind, nominal)
+                    if n == 0:
+                        continue
+                    pulsed = True
+                    pulse_device(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
+                                 c2c_keys[e], abs_sum, net_sum)
+                if pulsed:
+                    w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
+
+
+def nonlinearity_aware_update(scheme, request, rows, key: rng.Key) -> None:
+    """Fused :meth:`NonlinearityAware.update <hnntrain.schemes.nonlinearity_aware.NonlinearityAware.update>`."""
+    array = scheme.array
+    nominal = nominal_arguments(scheme.ctx.nominal)
+    row_index = row_indices(rows, array.g.shape[0])
+    plus_keys = key.take(rng.ROUND)
+    minus_keys = key.take(rng.ROUND)
+    c2c_keys = key.take(rng.C2C)
+    nonlinearity_aware_kernel(array.g.numpy(), array.w.numpy(), np.float32(array.scale), np.float32(0.5 / array.scale),
+                              request.detach().numpy(), row_index, scheme.sensed.estimate.numpy(),
+                              np.float32(scheme.g_min), np.float32(scheme.g_max), nominal[0], nominal[1],
+                              np.float32(array.max_pulses), bool(scheme.sensed.track), plus_keys, minus_keys,
+                              c2c_keys, *device_arguments(array.model, tuple(array.g.shape)),
+                              array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
     array.counter.add_write(row_index.size, array.g.shape[3], array.extra)

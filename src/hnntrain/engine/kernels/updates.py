@@ -13,13 +13,15 @@ import numba
 import numpy as np
 from torch import Tensor
 
-from hnntrain.engine.kernels.devices import device_arguments, pulse_device, row_indices
+from hnntrain.engine.kernels.devices import device_arguments, pulse_device, push_pull_pair, row_indices
 from hnntrain.engine.kernels.refresh import (
     crus_sense_and_refresh,
     crus_update,
+    nonlinearity_aware_update,
     refresh_accepts,
     sense,
     sense_and_refresh,
+    sense_when_due,
 )
 from hnntrain.engine.kernels.registry import Kernel
 from hnntrain.physics import rng
@@ -189,6 +191,49 @@ def _gradual(scheme, request, rows, to_pulses, accumulator, step, round_keys, c2
     array.counter.add_write(request.shape[0], array.g.shape[3], array.extra)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def threshold_kernel(g, w, request, rows, to_pulses, threshold, deterministic, cap, w_scale, round_keys, c2c_keys,
+                     kind, prm, curve_up, curve_down, grid, c2c, multiplicative, abs_sum, net_sum):
+    """``threshold`` on the input rows ``rows`` of one layer, in place::
+
+        x = request * to_pulses
+        n = clip(round(x) or floor(x + U), -cap, cap)  where |x| >= threshold, else 0;  push-pull n
+
+    U is numbered by the synapse's global input row, as in the reference.
+    """
+    replicas = g.shape[2]
+    out = g.shape[3]
+    for a in range(rows.size):
+        r = rows[a]
+        for e in range(replicas):
+            for j in range(out):
+                x = request[a, e, j] * to_pulses
+                if not abs(x) >= threshold:
+                    continue
+                if deterministic:  # np.round of a float32 is a float64 in numba
+                    n = np.float32(np.round(x))
+                else:
+                    n = np.floor(x + uniform_nb(bits_nb(round_keys[e], r * out + j)))
+                if n == 0:
+                    continue
+                push_pull_pair(g, w, min(max(n, -cap), cap), r, e, j, w_scale, kind, prm, curve_up, curve_down, grid,
+                               c2c, multiplicative, c2c_keys[e], abs_sum, net_sum)
+
+
+def threshold(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
+    """Fused :class:`~hnntrain.schemes.threshold.ThresholdUpdate` update."""
+    array, options = scheme.array, scheme.options
+    row_index = row_indices(rows, array.g.shape[0])
+    round_keys = key.take(rng.ROUND)
+    c2c_keys = key.take(rng.C2C)
+    threshold_kernel(array.g.numpy(), array.w.numpy(), request.detach().numpy(), row_index,
+                     np.float32(0.5 / array.dw_step), np.float32(options.threshold), bool(options.deterministic),
+                     np.float32(array.max_pulses), np.float32(array.scale), round_keys, c2c_keys,
+                     *device_arguments(array.model, tuple(array.g.shape)),
+                     array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
+    array.counter.add_write(row_index.size, array.g.shape[3], array.extra)
+
+
 def fp(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
     """``fp``: w[rows] += request (one torch op already; listed so that every path is fused)."""
     scheme.array.add(request, rows)
@@ -201,5 +246,7 @@ KERNELS = {
     "mixed_precision": Kernel(mixed_precision, before=sense_and_refresh, before_accepts=refresh_accepts),
     "tiki_taka": Kernel(tiki_taka),
     "crus": Kernel(crus_update, before=crus_sense_and_refresh, inverts_nominal=True, before_accepts=refresh_accepts),
+    "threshold": Kernel(threshold),
+    "nonlinearity_aware": Kernel(nonlinearity_aware_update, before=sense_when_due, inverts_nominal=True),
 }
 """Scheme name -> what the fused engine has for it."""
