@@ -238,3 +238,47 @@ def test_pulses_to_is_finite_at_the_bounds_in_float32(preset):
     n = model.pulses_to(g, target, ltp)
     assert bool(torch.isfinite(n).all()) and bool((n >= 0).all())
     assert float(n[1]) == 0.0 and float(n[3]) == 0.0  # already there
+
+
+def test_push_pull_on_a_soft_bounds_pair_is_one_soft_bounds_weight():
+    """docs/validation.md maps aihwkit's SoftBounds device (dw = dw_min (1 - w/w_max) up,
+    -dw_min (1 + w/w_max) down) onto a pair of exponential devices with A = w_max/dw_min pulses.
+    One push-pull pulse moves w = scale (G+ - G-) by
+
+        dw = +/- (1 - exp(-1/A)) (w_max (2 B/range - 1) -/+ w),    B/range = 1 / (1 - exp(-levels/A)),
+
+    whatever the pair's common mode: the two devices' soft bounds add up to one soft bound in w.
+    With levels = 5 A, that is aihwkit's step to within 1.4 % of dw_min."""
+    a, levels, w_max = 600.0, 3000, 0.6
+    cfg = build_config({"device.model": "exponential", "device.a_ltp": a, "device.a_ltd": a,
+                        "device.levels": levels, "pair.w_max": w_max})
+    model = nominal_device(cfg.device, dtype=torch.float64)
+    scale = w_max / float(model.g_max - model.g_min)
+    asymptote = w_max * (2 / -math.expm1(-levels / a) - 1)
+    one = torch.ones(1, dtype=torch.float64)
+    for g_plus, g_minus in [(5.5, 5.5), (8.0, 4.0), (3.0, 2.0), (9.0, 1.5), (2.0, 9.5)]:
+        gp, gm = torch.tensor([g_plus], dtype=torch.float64), torch.tensor([g_minus], dtype=torch.float64)
+        w = (g_plus - g_minus) * scale
+        up = float(model.apply(gp, one) - model.apply(gm, -one)) * scale - w
+        down = float(model.apply(gp, -one) - model.apply(gm, one)) * scale - w
+        assert up == pytest.approx(-math.expm1(-1 / a) * (asymptote - w), rel=1e-9)
+        assert down == pytest.approx(-(-math.expm1(-1 / a)) * (asymptote + w), rel=1e-9)
+        dw_min = w_max / a
+        assert abs(up - dw_min * (1 - w / w_max)) < 0.014 * dw_min
+        assert abs(down + dw_min * (1 + w / w_max)) < 0.014 * dw_min
+
+
+def test_linear_pair_with_1200_levels_steps_like_aihwkit_constant_step():
+    """docs/validation.md: ConstantStep (dw_min = 0.001, bounds +/- 0.6) is a linear pair with
+    pair.w_max = 0.6 and levels = 2 w_max / dw_min = 1200: one push-pull pulse (LTP on G+, LTD
+    on G-) moves w by 2 w_max / levels = 0.001, and w reaches +/- 0.6 exactly when both devices
+    reach their bounds together."""
+    cfg = build_config({"device.model": "linear", "device.levels": 1200, "pair.w_max": 0.6})
+    model = nominal_device(cfg.device, dtype=torch.float64)
+    scale = 0.6 / float(model.g_max - model.g_min)
+    assert 2 * scale * model.operating_step == pytest.approx(0.001, rel=1e-12)
+    mid = torch.full((1,), float(model.g_min + model.g_max) / 2, dtype=torch.float64)
+    n = torch.full((1,), 600.0, dtype=torch.float64)
+    w_top = float(model.apply(mid, n) - model.apply(mid, -n)) * scale
+    assert w_top == pytest.approx(0.6, rel=1e-12)
+    assert float(model.apply(mid, n + 5) - model.apply(mid, -n - 5)) * scale == pytest.approx(0.6, rel=1e-12)
