@@ -76,7 +76,7 @@ SEARCH_SPACES: dict[str, tuple[Dimension, ...]] = {
     "unidirectional": (Dimension("scheme.refresh_threshold", 0.2, 0.8, log=False),),
     "mixed_precision": (Dimension("scheme.refresh_threshold", 0.2, 0.8, log=False),),
     "threshold": (Dimension("scheme.threshold", 0.05, 1.0),),
-    "manhattan": (Dimension("scheme.batch", 1, 32, integer=True), Dimension("scheme.pulses", 1, 4, integer=True)),
+    "manhattan": (Dimension("scheme.batch", 4, 256, integer=True), Dimension("scheme.pulses", 1, 4, integer=True)),
     "tiki_taka": (Dimension("scheme.transfer_lr", 0.05, 1.0), Dimension("scheme.transfer_every", 1, 10, integer=True)),
     "crus": (Dimension("scheme.request_pulses", 0.5, 4.0), Dimension("scheme.noise_window", 10.0, 1000.0)),
 }

@@ -13,7 +13,7 @@ Why batch 1 fails on an MLP with sigmoid hidden units: the output layer's reques
 dW_ij = -lr * h_i * delta_j with every h_i > 0, so within one sample every weight into output j
 has the sign of -delta_j whatever the input: the target class's row goes up one step, the nine
 others down one step, and the sign carries no information about the input (measured on MNIST:
-8.95 % at batch 1; 86.3 % with the sign of a 10-sample mean; 86.5 % at batch 1 with tanh hidden
+8.95 % at batch 1 (10,000 samples); 86.3 % with the sign of a 10-sample mean; 86.5 % at batch 1 with tanh hidden
 units, whose activations take both signs). A weight counts as touched when its (mean) request
 is non-zero, or worth at least ``min_request`` push-pull pulses when that is set. The learning
 rate enters only through that threshold: the step is ``pulses`` whatever the gradient's size.
@@ -38,9 +38,11 @@ class ManhattanOptions:
     min_request: float = 0.0
     """Ignore (mean) requests smaller than this many push-pull pulses; 0 (the source's rule):
     every weight with a non-zero gradient moves."""
-    batch: int = 10
+    batch: int = 64
     """Updates whose requests are summed before the sign is taken (the source's mini-batch),
-    >= 1; 1 applies the sign of every single update."""
+    >= 1; 1 applies the sign of every single update. Measured on ``ideal`` (20,000 MNIST
+    samples, 1 seed): batch 10 61.6 %, 32 90.4 %, 64 91.1 %, 128 91.5 %: a fixed step on
+    every weight with a non-zero mean needs a mean over many samples to point downhill."""
 
     def check(self) -> None:
         if self.pulses < 1:
