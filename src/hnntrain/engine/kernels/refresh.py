@@ -290,7 +290,10 @@ def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, tab
                 if accumulate:  # whole pulses only; what they do not deliver stays owed
                     n = min(np.trunc(x), cap)
                     p = n if ltp else -n
-                    delivered = (nominal_step(g_est, p, lo, hi, nominal_kind, nominal) - g_est) * w_scale
+                    # no pulse: the nominal model only clips (skips an expm1 at most synapses)
+                    believed = min(max(g_est, lo), hi) if n == 0 else nominal_step(g_est, p, lo, hi, nominal_kind,
+                                                                                   nominal)
+                    delivered = (believed - g_est) * w_scale
                     accumulator[r, e, j] = req - delivered if moves_plus else req + delivered
                 else:
                     n = np.floor(x + uniform_nb(bits_nb(round_keys[e], r * out + j)))
