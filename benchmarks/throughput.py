@@ -3,7 +3,8 @@
 Measures in one run, on the ``abrupt-ltd`` device with 2 % cycle-to-cycle noise:
 
 * samples/s and replica-samples/s of fp, sgd, crus, mixed_precision and tiki_taka at
-  E = 1, 8, 32, 128 replicas, with 1 and 2 torch threads, each with ``runtime.engine = auto``
+  E = 1, 8, 32, 128 replicas, with ``runtime.threads`` 1 and 2 (the fused kernels split replicas
+  over them; torch keeps one thread at batch 1), each with ``runtime.engine = auto``
   (the fused numba engine where the scheme has a kernel, else the reference);
 * the reference engine on the same configurations for every scheme but fp, at
   E = 1 and 32 (speed-up of the fused engine, taken inside this run);
@@ -36,7 +37,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from hnntrain.engine.train import Trainer  # noqa: E402
+from hnntrain.engine import kernels  # noqa: E402
+from hnntrain.engine.train import Trainer, pick_kernel_threads, pick_threads  # noqa: E402
 from hnntrain.io.resolve import build_config  # noqa: E402
 
 BYTES_PER_SYNAPSE = 24
@@ -78,7 +80,8 @@ def trainer_for(scheme: str, replicas: int, threads: int, engine: str, images, l
 
 def measure(scheme: str, replicas: int, threads: int, engine: str, images, labels, seconds: float) -> dict:
     trainer = trainer_for(scheme, replicas, threads, engine, images, labels)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(pick_threads(trainer.cfg))  # what Trainer.fit sets for runtime.threads
+    kernels.set_threads(pick_kernel_threads(trainer.cfg))
     update_time = [0.0]
     synapses = [0]
 

@@ -258,3 +258,42 @@ def test_the_reference_on_cuda_draws_the_cpu_numbers(scheme, blobs):
     for a, b in zip(runs["cpu"][0].net.arrays, runs["cuda"][0].net.arrays):
         assert torch.allclose(a.weight, b.weight.cpu(), rtol=0, atol=1e-4)
     assert runs["cuda"][1]["pulses"] == runs["cpu"][1]["pulses"]
+
+
+@pytest.mark.skipif(kernels.available() and kernels.rng.numba.config.NUMBA_NUM_THREADS < 2,
+                    reason="numba allows one thread here (NUMBA_NUM_THREADS)")
+@pytest.mark.parametrize("scheme, options", [("sgd", None), ("mixed_precision", {"refresh": True, "refresh_every": 2}),
+                                             ("threshold", {"threshold": 0.5}), ("nonlinearity_aware", None),
+                                             ("crus", {"accumulate": True}), ("crus", None)])
+def test_kernels_give_the_same_numbers_on_one_and_two_threads(scheme, options):
+    """Replicas split across threads (ReplicaParallel): bit-identical devices, weights, estimates
+    and counters for 1 and 2 threads, and the threaded compilation is what ran."""
+    sensing = SensingConfig(adc_bits=4, every=2)
+    one = make(scheme, DEVICES["exponential-d2d-c2c"], 4, sensing=sensing, options=options)
+    two = copy.deepcopy(one)
+    gen = torch.Generator().manual_seed(2)
+    step = one.array.dw_step
+    plan = [(None if i % 2 else torch.sort(torch.randperm(40, generator=gen)[:15]).values,) for i in range(6)]
+    requests = [torch.randn(40 if rows is None else 15, 4, 12, generator=gen) * (6 * step) for (rows,) in plan]
+    try:
+        for threads, scheme_copy in ((1, one), (2, two)):
+            kernels.set_threads(threads)
+            before = kernels.before_samplers([scheme_copy], "fused")[0]
+            update = kernels.updaters([scheme_copy], "fused")[0]
+            for i, ((rows,), request) in enumerate(zip(plan, requests)):
+                key = Key.from_seed(7, 4).fold(i)
+                before(1, key.fold(0))
+                update(request, rows, key.fold(1))
+    finally:
+        kernels.set_threads(1)
+    assert torch.equal(one.array.g, two.array.g) and torch.equal(one.array.weight, two.array.weight)
+    assert_same_counters(one.array.counter, two.array.counter)
+    if getattr(one, "sensed", None) is not None:
+        assert torch.equal(one.sensed.estimate, two.sensed.estimate)
+    assert (one.array.g != make(scheme, DEVICES["exponential-d2d-c2c"], 4, sensing=sensing,
+                                options=options).array.g).float().mean() > 0.1
+    from hnntrain.engine.kernels import refresh, updates
+    kernel = {"sgd": updates.push_pull_kernel, "mixed_precision": updates.gradual_kernel,
+              "threshold": updates.threshold_kernel, "nonlinearity_aware": refresh.nonlinearity_aware_kernel,
+              "crus": refresh.crus_kernel}[scheme]
+    assert kernel.threaded.signatures  # the two-thread pass compiled and ran the threaded form

@@ -36,11 +36,18 @@ def pick_threads(cfg: RunConfig) -> int:
     """Intra-op threads. Measured with benchmarks/throughput.py on 2 cores: at batch 1 one
     thread beats two at E = 1 (1,359 vs 396 samples/s with passive OpenMP waits) and at E = 32
     (2,422 vs 2,115 replica-samples/s): the ops are too small to split. Large batches use
-    every core."""
+    every core (``runtime.threads`` when set)."""
+    work = cfg.train.batch_size * cfg.train.replicas
+    return 1 if work < 512 else (cfg.runtime.threads or os.cpu_count() or 1)
+
+
+def pick_kernel_threads(cfg: RunConfig) -> int:
+    """Threads the fused kernels split replicas over: ``runtime.threads`` when set, else every
+    core from 8 replicas on (each thread then has whole replicas' pulses to apply) and one below.
+    A sweep's workers run few replicas each and so stay on one thread."""
     if cfg.runtime.threads:
         return cfg.runtime.threads
-    work = cfg.train.batch_size * cfg.train.replicas
-    return 1 if work < 512 else (os.cpu_count() or 1)
+    return (os.cpu_count() or 1) if cfg.train.replicas >= 8 else 1
 
 
 class Trainer:
@@ -167,6 +174,7 @@ class Trainer:
         or an epoch close is half done: a checkpoint taken then would not resume exactly.
         """
         torch.set_num_threads(pick_threads(self.cfg))
+        kernels.set_threads(pick_kernel_threads(self.cfg))
         batch = self.cfg.train.batch_size
         n = self.train_x.shape[0]
         last_checkpoint = time.monotonic()

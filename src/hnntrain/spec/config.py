@@ -225,8 +225,10 @@ class RuntimeConfig:
     device: str = "cpu"
     """Torch device: ``cpu``, ``cuda`` or ``cuda:N``."""
     threads: int = 0
-    """Torch intra-op threads; 0 picks a measured default (1 for batch-1 runs, which are
-    dominated by per-op overhead, else all cores)."""
+    """Threads, >= 0: the fused kernels' (which split replicas; same numbers for any count) and
+    torch's intra-op threads for large batches; 0 picks measured defaults (kernels: all cores
+    from 8 replicas on; torch: all cores). Torch keeps one thread for batch-1 work (batch x
+    replicas < 512), which per-op overhead dominates."""
     checkpoint_seconds: float = 60.0
     """Write a checkpoint at least this often during an epoch, seconds > 0."""
     engine: str = "auto"

@@ -29,6 +29,16 @@ def available() -> bool:
     return rng.numba is not None
 
 
+def set_threads(threads: int) -> int:
+    """Threads the kernels split replicas over (numba's, at most ``NUMBA_NUM_THREADS``); returns
+    the number set. The numbers do not depend on it (:class:`~.devices.ReplicaParallel`)."""
+    if not available():
+        return 1
+    threads = max(1, min(int(threads), rng.numba.config.NUMBA_NUM_THREADS))
+    rng.numba.set_num_threads(threads)
+    return threads
+
+
 def _kernel_for(scheme) -> Kernel | None:
     """The scheme's :class:`~.registry.Kernel` where its update can run fused: a kernel that
     accepts this instance, the scheme's own class (a subclass may change the update), a

@@ -20,6 +20,7 @@ is a zero-stride view, so one compiled kernel serves both.
 from __future__ import annotations
 
 import math
+import types
 import weakref
 
 import numba
@@ -77,6 +78,30 @@ def device_arguments(model: DeviceModel, shape: tuple[int, ...]) -> tuple:
     args = (kind, tuple(views), up, down, grid, np.float32(model.c2c), model.c2c_mode == "multiplicative")
     _CACHE[model] = (shape, args)
     return args
+
+
+class ReplicaParallel:
+    """A per-layer kernel compiled twice: serially, and with its replica loop (``numba.prange``,
+    the outermost loop of every such kernel) split across numba's threads. Replicas share no
+    state (each has its own keys, devices, weights and counters ``[..., e]``), so the numbers
+    are the same for any thread count; the threaded form runs when there are several replicas
+    and several threads (``numba.set_num_threads``, ``runtime.threads``)."""
+
+    def __init__(self, fn):
+        self.serial = numba.njit(cache=True, error_model="numpy")(fn)
+        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_threaded", fn.__defaults__,
+                                  fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_threaded"  # its own on-disk cache entry
+        twin.__doc__ = fn.__doc__
+        self.threaded = numba.njit(cache=True, error_model="numpy", parallel=True)(twin)
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+
+    def __call__(self, g, *args):
+        """``g`` (rows, 2, E, out) first, as in every per-layer kernel."""
+        if g.shape[2] > 1 and numba.get_num_threads() > 1:
+            return self.threaded(g, *args)
+        return self.serial(g, *args)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")

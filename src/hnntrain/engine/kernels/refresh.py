@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from hnntrain.engine.kernels.devices import (
+    ReplicaParallel,
     device_arguments,
     device_step,
     expm1_f32,
@@ -78,7 +79,7 @@ def policy_code(g, lo, g_range, levels):
     return int(min(max(np.round((g - lo) / g_range * top), np.float32(0.0)), top))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@ReplicaParallel
 def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, g_range, read_keys, threshold, home_is_min,
                    due_table, levels, estimate, stats,
                    nominal_kind, nominal, cap, round_keys, c2c_keys, kind, prm, curve_up, curve_down, grid,
@@ -87,13 +88,12 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, g_range, read
     the number of refreshed pairs. ``due_table`` ((E, levels^2) booleans; empty: the threshold
     rule) flags pairs by their sensed codes; ``estimate`` (empty: not kept) receives what the
     controller believes afterwards: the reading, or the target of a refreshed device.
-    ``stats`` receives [pairs refreshed, (row, replica)s with a reset, LTP and LTD pulses of
-    the rewrite]."""
+    ``stats`` (4, E) receives per replica [pairs refreshed, rows with a reset, LTP and LTD
+    pulses of the rewrite]."""
     rows, _, replicas, out = g.shape
     home = lo if home_is_min else hi
-    refreshed = 0
-    for r in range(rows):
-        for e in range(replicas):
+    for e in numba.prange(replicas):
+        for r in range(rows):
             row_reset = False
             for j in range(out):
                 s0 = sense(g[r, 0, e, j], sigma_range, codes, lsb, lo, g_range, read_keys[e], (r * 2) * out + j)
@@ -110,7 +110,7 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, g_range, read
                     due = away0 > threshold and away1 > threshold
                 if not due:
                     continue
-                refreshed += 1
+                stats[0, e] += 1
                 row_reset = True
                 diff = s0 - s1
                 up = max(diff, np.float32(0.0))
@@ -133,12 +133,11 @@ def refresh_kernel(g, w, w_scale, sigma_range, codes, lsb, lo, hi, g_range, read
                                             multiplicative, c2c_keys[e], (r * 2 + d) * out + j)
                         abs_sum[d, e] += abs(p)
                         net_sum[d, e] += p
-                        stats[2 if p > 0 else 3] += abs(p)
+                        stats[2 if p > 0 else 3, e] += abs(p)
                     g[r, d, e, j] = start
                 w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
             if row_reset:
-                stats[1] += 1
-    stats[0] += refreshed
+                stats[1, e] += 1
 
 
 _NOMINAL_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -223,13 +222,14 @@ def _run(scheme, key, threshold, home_is_min, table, levels, estimate) -> None:
     device = device_arguments(array.model, tuple(array.g.shape))
     counter = array.counter
     counter.add_reads(array.g.numel(), array.g.shape[0], array.extra)
-    stats = np.zeros(4)
+    stats = np.zeros((4, array.g.shape[2]))
     refresh_kernel(
         array.g.numpy(), array.w.numpy(), np.float32(array.scale), np.float32(sensor.cfg.read_noise * (hi - lo)),
         np.float32(sensor.codes), np.float32(sensor.lsb), np.float32(lo), np.float32(hi), np.float32(hi - lo),
         read_keys, threshold, home_is_min, table, levels, estimate, stats, nominal[0], nominal[1],
         np.float32(array.model.levels), round_keys, c2c_keys, *device,
         counter.abs_sum.numpy(), counter.net_sum.numpy(), counter.programs.numpy())
+    stats = stats.sum(axis=1)  # over replicas, in a fixed order: the same for any thread count
     if stats[0] > 0:  # the reference's refresh_pairs: resets counted as programs, one rewrite
         counter.refreshes += int(stats[0])
         counter.program_rows += float(stats[1])
@@ -251,7 +251,7 @@ def nominal_step(g, p, lo, hi, nominal_kind, nominal):
     return min(max(g, lo), hi)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@ReplicaParallel
 def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, table_down, levels, g_range, lo, hi,
                 nominal_kind, nominal, cap, track, accumulator, round_keys, c2c_keys, kind, prm, curve_up, curve_down,
                 grid, c2c, multiplicative, abs_sum, net_sum):
@@ -269,9 +269,9 @@ def crus_kernel(g, w, w_scale, inv_scale, request, rows, estimate, table_up, tab
     replicas = g.shape[2]
     out = g.shape[3]
     accumulate = accumulator.size > 0
-    for a in range(rows.size):
-        r = rows[a]
-        for e in range(replicas):
+    for e in numba.prange(replicas):
+        for a in range(rows.size):
+            r = rows[a]
             for j in range(out):
                 est0 = estimate[r, 0, e, j]
                 est1 = estimate[r, 1, e, j]
@@ -342,7 +342,7 @@ def crus_update(scheme, request, rows, key: rng.Key) -> None:
     array.counter.add_write(row_index.size, array.g.shape[3], array.extra)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@ReplicaParallel
 def nonlinearity_aware_kernel(g, w, w_scale, half_scale, request, rows, estimate, lo, hi, nominal_kind, nominal,
                               cap, track, plus_keys, minus_keys, c2c_keys, kind, prm, curve_up, curve_down, grid,
                               c2c, multiplicative, abs_sum, net_sum):
@@ -357,9 +357,9 @@ def nonlinearity_aware_kernel(g, w, w_scale, half_scale, request, rows, estimate
     """
     replicas = g.shape[2]
     out = g.shape[3]
-    for a in range(rows.size):
-        r = rows[a]
-        for e in range(replicas):
+    for e in numba.prange(replicas):
+        for a in range(rows.size):
+            r = rows[a]
             for j in range(out):
                 req = request[a, e, j]
                 increase = req > 0

@@ -13,7 +13,13 @@ import numba
 import numpy as np
 from torch import Tensor
 
-from hnntrain.engine.kernels.devices import device_arguments, pulse_device, push_pull_pair, row_indices
+from hnntrain.engine.kernels.devices import (
+    ReplicaParallel,
+    device_arguments,
+    pulse_device,
+    push_pull_pair,
+    row_indices,
+)
 from hnntrain.engine.kernels.refresh import (
     crus_sense_and_refresh,
     crus_update,
@@ -28,7 +34,7 @@ from hnntrain.physics import rng
 from hnntrain.physics.rng import bits_nb, uniform_nb
 
 
-@numba.njit(cache=True, error_model="numpy")
+@ReplicaParallel
 def push_pull_kernel(g, w, request, rows, to_pulses, cap, w_scale, round_keys, c2c_keys,
                      kind, prm, curve_up, curve_down, grid, c2c, multiplicative, abs_sum, net_sum):
     """``sgd`` on the input rows ``rows`` of one layer, in place::
@@ -38,9 +44,9 @@ def push_pull_kernel(g, w, request, rows, to_pulses, cap, w_scale, round_keys, c
     """
     replicas = g.shape[2]
     out = g.shape[3]
-    for a in range(rows.size):
-        r = rows[a]
-        for e in range(replicas):
+    for e in numba.prange(replicas):
+        for a in range(rows.size):
+            r = rows[a]
             for j in range(out):
                 x = request[a, e, j] * to_pulses
                 n = np.floor(x + uniform_nb(bits_nb(round_keys[e], r * out + j)))
@@ -54,7 +60,7 @@ def push_pull_kernel(g, w, request, rows, to_pulses, cap, w_scale, round_keys, c
                 w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
 
 
-@numba.njit(cache=True, error_model="numpy")
+@ReplicaParallel
 def gradual_kernel(g, w, request, rows, to_pulses, cap, w_scale, accumulator, step, round_keys, c2c_keys,
                    gradual_ltp, kind, prm, curve_up, curve_down, grid, c2c, multiplicative, abs_sum, net_sum):
     """``unidirectional`` (no accumulator: ``accumulator.size == 0``) or ``mixed_precision`` on
@@ -67,9 +73,9 @@ def gradual_kernel(g, w, request, rows, to_pulses, cap, w_scale, accumulator, st
     replicas = g.shape[2]
     out = g.shape[3]
     accumulate = accumulator.size > 0
-    for a in range(rows.size):
-        r = rows[a]
-        for e in range(replicas):
+    for e in numba.prange(replicas):
+        for a in range(rows.size):
+            r = rows[a]
             for j in range(out):
                 if accumulate:
                     owed = accumulator[r, e, j] + request[a, e, j]
@@ -191,7 +197,7 @@ def _gradual(scheme, request, rows, to_pulses, accumulator, step, round_keys, c2
     array.counter.add_write(request.shape[0], array.g.shape[3], array.extra)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@ReplicaParallel
 def threshold_kernel(g, w, request, rows, to_pulses, threshold, deterministic, cap, w_scale, round_keys, c2c_keys,
                      kind, prm, curve_up, curve_down, grid, c2c, multiplicative, abs_sum, net_sum):
     """``threshold`` on the input rows ``rows`` of one layer, in place::
@@ -203,9 +209,9 @@ def threshold_kernel(g, w, request, rows, to_pulses, threshold, deterministic, c
     """
     replicas = g.shape[2]
     out = g.shape[3]
-    for a in range(rows.size):
-        r = rows[a]
-        for e in range(replicas):
+    for e in numba.prange(replicas):
+        for a in range(rows.size):
+            r = rows[a]
             for j in range(out):
                 x = request[a, e, j] * to_pulses
                 if not abs(x) >= threshold:
