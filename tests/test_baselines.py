@@ -197,7 +197,7 @@ def set_fast_row(updater, row: int, pulses: list[float]) -> None:
 def test_tiki_taka_transfer_writes_one_pulse_and_the_buffer_forgets(keep, threshold):
     # lr 0.1 (the context's) x transfer_lr 10: H gains exactly what A reads, in pulses of C
     updater, array = make("tiki_taka", shape=(3, 1, 4), transfer_lr=10.0, buffer_keep=keep, threshold=threshold,
-                          sensing={"sensing.adc_bits": 0})
+                          rows_per_transfer=1, sensing={"sensing.adc_bits": 0})
     read = torch.tensor([0.4, 1.0, 2.7, -3.2])
     set_fast_row(updater, 0, read.tolist())
     before = array.weight.clone()

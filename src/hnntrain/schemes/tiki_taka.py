@@ -65,8 +65,10 @@ class TikiTakaOptions:
     buffer_keep: float = 0.0
     """Fraction of what is left in H after a pulse that the buffer keeps: H <- keep * (H -
     sign H), in [0, 1]; default 0: H reset to zero (TTv2)."""
-    rows_per_transfer: int = 1
-    """Input rows of A read (and written to C) per transfer, >= 1 (default 1)."""
+    rows_per_transfer: int = 16
+    """Input rows of A read (and written to C) per transfer, >= 1 (default 16). With one pulse
+    per transfer this sets how fast C can move: a row gets at most one pulse per visit, every
+    rows / rows_per_transfer transfers."""
     reset_rows: bool = False
     """After a transfer, program the read rows of A back to the symmetry point (A then holds
     only what arrived since its last read; default false)."""
