@@ -57,16 +57,17 @@ class TikiTakaOptions:
     fast_lr: float = 1.0
     """A's learning rate relative to ``train.lr``: A receives fast_lr x the SGD request (> 0,
     dimensionless; default 1.0). Above 1 A's content spans more ADC codes when read."""
-    transfer_lr: float = 1.0
+    transfer_lr: float = 0.1
     """Transfer rate relative to the learning rate: H += transfer_lr * lr * A_read in pulses of
-    C (> 0, dimensionless; default 1.0)."""
+    C (> 0, dimensionless; default 0.1: at lr 0.1 one 4-bit code of A adds 0.09 (ideal) to 0.4
+    (3000-level soft bounds) pulses to H, so a pulse needs several reads of the same sign)."""
     threshold: float = 1.0
     """|H| (push-pull pulses of C) at which C gets one pulse (> 0; default 1.0)."""
     buffer_keep: float = 0.0
     """Fraction of what is left in H after a pulse that the buffer keeps: H <- keep * (H -
     sign H), in [0, 1]; default 0: H reset to zero (TTv2)."""
-    rows_per_transfer: int = 16
-    """Input rows of A read (and written to C) per transfer, >= 1 (default 16). With one pulse
+    rows_per_transfer: int = 32
+    """Input rows of A read (and written to C) per transfer, >= 1 (default 32). With one pulse
     per transfer this sets how fast C can move: a row gets at most one pulse per visit, every
     rows / rows_per_transfer transfers."""
     reset_rows: bool = False
