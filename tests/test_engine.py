@@ -158,7 +158,8 @@ def test_fused_crus_matches_the_reference(device, options):
 
 @pytest.mark.parametrize("options", [{"threshold": 2.0, "transfer_lr": 10.0}, {"transfer_every": 2, "transfer_lr": 20.0},
                                      {"rows_per_transfer": 3, "buffer_keep": 0.5, "transfer_lr": 10.0},
-                                     {"chop_every": 2, "fast_lr": 3.0, "rows_per_transfer": 7, "reset_rows": True}])
+                                     {"chop_every": 2, "fast_lr": 3.0, "rows_per_transfer": 7, "reset_rows": True,
+                                      "transfer_lr": 10.0}])
 def test_fused_tiki_taka_transfer_matches_the_reference(options):
     sensing = SensingConfig(adc_bits=4, read_noise=0.01)
     reference = make("tiki_taka", DEVICES["exponential-d2d-c2c"], 2, sensing=sensing, options=options)
