@@ -110,8 +110,8 @@ def test_tiki_taka_starts_at_symmetry_point_and_transfers_towards_a():
     one = torch.tensor(1.0, dtype=torch.float64)
     gt = torch.tensor(g_sp, dtype=torch.float64)
     assert float(nominal.response(gt, one) - gt) == pytest.approx(float(gt - nominal.response(gt, -one)), rel=1e-6)
-    updater, array = make("tiki_taka", preset="abrupt-ltd", shape=(3, 1, 4), transfer_lr=1.0, max_pulses=64,
-                          sensing={"sensing.adc_bits": 8})  # a cap that never binds: H keeps < 1
+    updater, array = make("tiki_taka", preset="abrupt-ltd", shape=(3, 1, 4), transfer_lr=10.0,
+                          sensing={"sensing.adc_bits": 8})
     assert torch.allclose(updater.fast.g, torch.full_like(updater.fast.g, g_sp))
     before = array.weight.clone()
     for step in range(9):  # three passes over the three rows
@@ -181,8 +181,65 @@ def test_neurosim_pulses_one_device_against_a_fixed_reference_with_nearest_round
     assert totals["ltp"][1][0] == 0 and totals["ltd"][1][0] == 0
 
 
+def set_fast_row(updater, row: int, pulses: list[float]) -> None:
+    """Program row ``row`` of Tiki-Taka's A to read ``pulses`` push-pull pulses of C per column
+    (the ideal device: C's and A's steps are equal), symmetric around the symmetry point."""
+    fast = updater.fast
+    g = fast.g.clone()
+    half = torch.tensor(pulses, dtype=g.dtype) * fast.dw_step / fast.scale  # each device: half of 2 dw per pulse
+    g[row, 0] = updater.g_sp + half.view(1, -1)
+    g[row, 1] = updater.g_sp - half.view(1, -1)
+    fast.g = g
+    fast.w = fast._weight(g)
+
+
+@pytest.mark.parametrize("keep, threshold", [(0.0, 1.0), (0.5, 1.0), (1.0, 2.0)])
+def test_tiki_taka_transfer_writes_one_pulse_and_the_buffer_forgets(keep, threshold):
+    # lr 0.1 (the context's) x transfer_lr 10: H gains exactly what A reads, in pulses of C
+    updater, array = make("tiki_taka", shape=(3, 1, 4), transfer_lr=10.0, buffer_keep=keep, threshold=threshold,
+                          rows_per_transfer=1, sensing={"sensing.adc_bits": 0})
+    read = torch.tensor([0.4, 1.0, 2.7, -3.2])
+    set_fast_row(updater, 0, read.tolist())
+    before = array.weight.clone()
+    updater._transfer(Key.from_seed(0, 1))  # row 0
+    pulses = ((array.weight - before)[0, 0] / (2 * array.dw_step)).float()
+    fired = read.abs() >= threshold
+    expected = torch.where(fired, read.sign(), torch.zeros_like(read))  # ONE pulse, never a burst
+    assert torch.allclose(pulses, expected, atol=1e-4)
+    h = torch.where(fired, keep * (read - read.sign()), read)  # H <- keep * (H - sign H) where fired
+    assert torch.allclose(updater.buffer[0, 0].float(), h, atol=1e-4)
+    assert torch.count_nonzero(updater.buffer[1:]) == 0 and torch.equal(array.weight[1:], before[1:])
+
+
+def test_tiki_taka_transfer_rate_follows_the_learning_rate():
+    updater, _ = make("tiki_taka", shape=(3, 1, 4), transfer_lr=2.0)
+    gain = updater.transfer_gain
+    updater.ctx.lr = 0.05
+    assert updater.transfer_gain == pytest.approx(gain / 2)
+
+
+def test_tiki_taka_chopper_keeps_the_gradient_and_cancels_the_offset():
+    updater, array = make("tiki_taka", shape=(1, 1, 2), transfer_lr=10.0, chop_every=1, threshold=100.0,
+                          sensing={"sensing.adc_bits": 0})
+    set_fast_row(updater, 0, [0.3, 0.3])  # an offset of A: 0.3 pulses that no gradient asked for
+    key = Key.from_seed(0, 1)
+    updater._transfer(key)  # read with c = +1, then c flips to -1
+    assert torch.allclose(updater.buffer[0, 0].float(), torch.tensor([0.3, 0.3]), atol=1e-4)
+    assert updater.chopper.view(-1).tolist() == [-1.0]
+    updater._transfer(key)  # the same offset read with c = -1: it cancels in H
+    assert torch.allclose(updater.buffer[0, 0].float(), torch.zeros(2), atol=1e-4)
+    # a gradient written while c = -1 lands on A with the opposite sign and reads back with its own
+    updater._transfer(key)  # c back to +1 (H: +0.3)
+    updater.chopper.fill_(-1.0)
+    request = torch.full_like(array.weight, 4 * array.dw_step)  # 2 push-pull pulses on A
+    a_before = updater.fast.weight.clone()
+    updater.update(request, None, key)  # A gets -2 pulses, the transfer reads c * A = -(0.3 - 2) = 1.7
+    assert bool((updater.fast.weight < a_before).all())
+    assert torch.allclose(updater.buffer[0, 0].float(), torch.tensor([2.0, 2.0]), atol=1e-3)
+
+
 def test_tiki_taka_reads_several_rows_and_resets_them():
-    updater, array = make("tiki_taka", shape=(5, 1, 3), rows_per_transfer=2, reset_rows=True, transfer_lr=1.0,
+    updater, array = make("tiki_taka", shape=(5, 1, 3), rows_per_transfer=2, reset_rows=True, transfer_lr=10.0,
                           sensing={"sensing.adc_bits": 0})
     g_sp = updater.g_sp
     updater.update(torch.full_like(array.weight, 3 * array.dw_step), None, Key.from_seed(0, 1))

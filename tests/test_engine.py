@@ -172,7 +172,10 @@ def test_fused_sensing_schemes_match_the_reference(device, scheme, options, trac
         assert torch.allclose(fused.chi, reference.chi, rtol=0, atol=1e-5 * step)
 
 
-@pytest.mark.parametrize("options", [{"threshold": 2.0, "transfer_lr": 1.0}, {"transfer_every": 2}])
+@pytest.mark.parametrize("options", [{"threshold": 2.0, "transfer_lr": 10.0}, {"transfer_every": 2, "transfer_lr": 20.0},
+                                     {"rows_per_transfer": 3, "buffer_keep": 0.5, "transfer_lr": 10.0},
+                                     {"chop_every": 2, "fast_lr": 3.0, "rows_per_transfer": 7, "reset_rows": True,
+                                      "transfer_lr": 10.0}])
 def test_fused_tiki_taka_transfer_matches_the_reference(options):
     sensing = SensingConfig(adc_bits=4, read_noise=0.01)
     reference = make("tiki_taka", DEVICES["exponential-d2d-c2c"], 2, sensing=sensing, options=options)
@@ -184,11 +187,16 @@ def test_fused_tiki_taka_transfer_matches_the_reference(options):
         reference.update(request, None, Key.from_seed(6, 2).fold(sample))
         update(request, None, Key.from_seed(6, 2).fold(sample))
     ref, fus = reference.array, fused.array
-    assert ref.counter.abs_sum.sum() > 0 and fused.row == reference.row
+    initial = make("tiki_taka", DEVICES["exponential-d2d-c2c"], 2, sensing=sensing, options=options)
+    assert (ref.g != initial.array.g).any() and fused.row == reference.row  # C received pulses
     assert_same_counters(ref.counter, fus.counter)
     g_range = float(ref.model.g_range.mean())
     assert torch.allclose(fus.g, ref.g, rtol=0, atol=2e-6 * g_range)
+    assert torch.allclose(fused.fast.g, reference.fast.g, rtol=0, atol=2e-6 * g_range)
     assert torch.allclose(fused.accumulator.value, reference.accumulator.value, rtol=0, atol=1e-4)
+    assert torch.equal(fused.chopper, reference.chopper)
+    if options.get("chop_every"):
+        assert bool((reference.chopper < 0).any())  # the chopper flipped
 
 
 def blobs_trainer(engine: str, scheme: str, blobs, **extra) -> Trainer:

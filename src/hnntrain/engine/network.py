@@ -50,16 +50,18 @@ def active_rows(x: Tensor) -> Tensor | None:
 
 
 def scheme_context(device: DeviceConfig, sensing: SensingConfig, max_pulses: int,
-                   where: torch.device | str = "cpu", controller: ControllerConfig | None = None) -> SchemeContext:
+                   where: torch.device | str = "cpu", controller: ControllerConfig | None = None,
+                   lr: float = 0.1) -> SchemeContext:
     """What a scheme may know besides its array: the device model and the sensing its controller
-    believes in (``controller``; default: the nominal truth) and the real sensing hardware."""
+    believes in (``controller``; default: the nominal truth), the real sensing hardware and the
+    learning rate ``lr`` of the requests."""
     controller = controller or ControllerConfig()
     believed_device, believed_sensing = controller_view(device, sensing, controller)
     nominal = nominal_device(believed_device, device=where)
     return SchemeContext(nominal=nominal, sensing=sensing,
                          sensor=Sensor(sensing, float(nominal.g_min), float(nominal.g_max)),
                          device=believed_device, max_pulses=max_pulses, believed_sensing=believed_sensing,
-                         reset_noise=controller.reset_noise)
+                         reset_noise=controller.reset_noise, lr=lr)
 
 
 def program_array(weights: Tensor, device: DeviceConfig, pair: PairConfig, max_pulses: int,
@@ -85,7 +87,8 @@ class Network:
     def __init__(self, cfg: RunConfig, sizes: list[int], init_generator: torch.Generator,
                  d2d_generator: torch.Generator, where: torch.device):
         self.mlp = MLP(sizes, cfg.model.activation, cfg.model.bias)
-        self.ctx = scheme_context(cfg.device, cfg.sensing, cfg.scheme.max_pulses, where, cfg.controller)
+        self.ctx = scheme_context(cfg.device, cfg.sensing, cfg.scheme.max_pulses, where, cfg.controller,
+                                  cfg.train.lr)
         uses_devices = get_scheme(cfg.scheme.name).uses_devices
         self.arrays: list[Any] = []
         self.schemes: list[UpdateScheme] = []

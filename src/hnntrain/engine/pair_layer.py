@@ -206,6 +206,7 @@ class PairLayer(nn.Module):
         if self.scheme is None:
             raise RuntimeError("this pair layer has no update scheme; create a DeviceSGD for the model "
                                "or call attach_scheme()")
+        self.scheme.ctx.lr = lr  # rates inside a scheme that scale with the learning rate follow it
         return apply_records(records, self.scheme, lr, per_sample, self._next_keys,
                              self.array.weight.dtype, self._where)
 

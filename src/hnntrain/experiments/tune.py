@@ -77,7 +77,7 @@ SEARCH_SPACES: dict[str, tuple[Dimension, ...]] = {
     "mixed_precision": (Dimension("scheme.refresh_threshold", 0.2, 0.8, log=False),),
     "threshold": (Dimension("scheme.threshold", 0.05, 1.0),),
     "manhattan": (Dimension("scheme.batch", 4, 256, integer=True), Dimension("scheme.pulses", 1, 4, integer=True)),
-    "tiki_taka": (Dimension("scheme.transfer_lr", 0.05, 1.0), Dimension("scheme.transfer_every", 1, 10, integer=True)),
+    "tiki_taka": (Dimension("scheme.transfer_lr", 0.02, 2.0), Dimension("scheme.transfer_every", 1, 10, integer=True)),
     "crus": (Dimension("scheme.request_pulses", 0.5, 4.0), Dimension("scheme.noise_window", 10.0, 1000.0)),
 }
 """The key options searched per scheme besides ``train.lr``. A scheme without an entry is tuned

@@ -72,6 +72,9 @@ class SchemeContext:
     """The sensing the controller's optimization assumes (its read-noise belief); None: ``sensing``."""
     reset_noise: float = 0.0
     """Sigma of where a reset lands around the home bound, fraction of the range."""
+    lr: float = 0.1
+    """The learning rate of the requests (``train.lr``), for internal rates that scale with it
+    (Tiki-Taka's transfer rate)."""
 
     def sensed_state(self, track: bool | None = None) -> SensedState:
         """A controller estimate with this hardware's sensing; ``track`` overrides the config."""

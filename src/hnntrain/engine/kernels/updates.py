@@ -97,30 +97,32 @@ def gradual_kernel(g, w, request, rows, to_pulses, cap, w_scale, accumulator, st
 
 
 @numba.njit(cache=True, error_model="numpy")
-def transfer_kernel(fast_g, fast_scale, g, w, w_scale, row, sigma_range, codes, lsb, lo, g_range, read_keys,
-                    transfer_lr, to_pulses, threshold, masked, accumulator, cap, c2c_keys, kind, prm, curve_up,
-                    curve_down, grid, c2c, multiplicative, abs_sum, net_sum):
-    """Tiki-Taka's transfer of input row ``row``: read A's pairs, H += A_read * lr / (2 dw_step),
-    n = clip(trunc(H), -cap, cap) where |H| >= threshold (``masked``), H -= n, push-pull n on C."""
+def transfer_kernel(fast_g, fast_scale, g, w, w_scale, rows, chopper, sigma_range, codes, lsb, lo, g_range, read_keys,
+                    gain, threshold, keep, accumulator, c2c_keys, kind, prm, curve_up, curve_down, grid, c2c,
+                    multiplicative, abs_sum, net_sum):
+    """Tiki-Taka's (TTv2) transfer of the input rows ``rows``: read A's pairs,
+    H += c_r * A_read * gain; where |H| >= threshold one push-pull pulse of sign(H) on C and
+    H <- keep * (H - sign H)."""
     replicas = g.shape[2]
     out = g.shape[3]
-    for e in range(replicas):
-        for j in range(out):
-            key = read_keys[e]
-            s0 = sense(fast_g[row, 0, e, j], sigma_range, codes, lsb, lo, g_range, key, (row * 2) * out + j)
-            s1 = sense(fast_g[row, 1, e, j], sigma_range, codes, lsb, lo, g_range, key, (row * 2 + 1) * out + j)
-            h = accumulator[row, e, j] + (s0 - s1) * fast_scale * transfer_lr * to_pulses
-            n = min(max(np.trunc(h), -cap), cap)
-            if masked and not abs(h) >= threshold:
-                n = np.float32(0.0)
-            accumulator[row, e, j] = h - n
-            if n == 0:
-                continue
-            for d in range(2):
-                p = n if d == 0 else -n
-                pulse_device(g, p, row, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
-                             c2c_keys[e], abs_sum, net_sum)
-            w[row, e, j] = (g[row, 0, e, j] - g[row, 1, e, j]) * w_scale
+    for a in range(rows.size):
+        row = rows[a]
+        for e in range(replicas):
+            for j in range(out):
+                key = read_keys[e]
+                s0 = sense(fast_g[row, 0, e, j], sigma_range, codes, lsb, lo, g_range, key, (row * 2) * out + j)
+                s1 = sense(fast_g[row, 1, e, j], sigma_range, codes, lsb, lo, g_range, key, (row * 2 + 1) * out + j)
+                h = accumulator[row, e, j] + (s0 - s1) * fast_scale * chopper[row] * gain
+                if not abs(h) >= threshold:
+                    accumulator[row, e, j] = h
+                    continue
+                n = np.float32(1.0) if h > 0 else np.float32(-1.0)
+                accumulator[row, e, j] = (h - n) * keep
+                for d in range(2):
+                    p = n if d == 0 else -n
+                    pulse_device(g, p, row, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
+                                 c2c_keys[e], abs_sum, net_sum)
+                w[row, e, j] = (g[row, 0, e, j] - g[row, 1, e, j]) * w_scale
 
 
 def _push_pull(array, request: Tensor, rows, key: rng.Key) -> None:
@@ -140,35 +142,31 @@ def sgd(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
 
 def tiki_taka(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
     """Fused :class:`~hnntrain.schemes.tiki_taka.TikiTaka` update: the push-pull pulses on the
-    fast array A fused; the transfer of one row of A to C (one row per update at most) is the
-    scheme's own, drawing its numbers after A's as the reference does."""
-    _push_pull(scheme.fast, request, rows, key)
+    fast array A (times the chopper signs) and the transfer of the next rows of A to C, drawing
+    their numbers in the reference's order (A's, then READ, then C's C2C)."""
+    _push_pull(scheme.fast, scheme.fast_request(request, rows), rows, key)
     scheme.updates += 1
     if scheme.updates % scheme.options.transfer_every == 0:
-        if scheme.options.rows_per_transfer == 1 and not scheme.options.reset_rows:
-            _transfer(scheme, key)
-        else:  # several rows or row resets per transfer: the scheme's own
-            scheme._transfer(key)
+        _transfer(scheme, key)
 
 
 def _transfer(scheme, key: rng.Key) -> None:
-    """``TikiTaka._transfer`` fused (same draws: READ, then C's C2C)."""
+    """``TikiTaka._transfer`` fused (same draws: READ, then C's C2C); ``after_transfer`` is the scheme's."""
     array, fast, sensor, options = scheme.array, scheme.fast, scheme.ctx.sensor, scheme.options
-    row = scheme.row
-    fast.counter.add_reads(fast.g[row].numel(), 1, fast.extra)
+    rows = scheme.transfer_rows()
+    fast.counter.add_reads(rows.numel() * fast.g[0].numel(), rows.numel(), fast.extra)
     read_keys = key.take(rng.READ)
     c2c_keys = key.take(rng.C2C)
-    accumulator = scheme.accumulator
     transfer_kernel(fast.g.numpy(), np.float32(fast.scale), array.g.numpy(), array.w.numpy(), np.float32(array.scale),
-                    row, np.float32(sensor.cfg.read_noise * (sensor.g_max - sensor.g_min)), np.float32(sensor.codes),
+                    rows.numpy(), scheme.chopper.view(-1).numpy(),
+                    np.float32(sensor.cfg.read_noise * (sensor.g_max - sensor.g_min)), np.float32(sensor.codes),
                     np.float32(sensor.lsb), np.float32(sensor.g_min), np.float32(sensor.g_max - sensor.g_min),
-                    read_keys, np.float32(options.transfer_lr), np.float32(0.5 / array.dw_step),
-                    np.float32(options.threshold),
-                    options.threshold > 1.0, accumulator.value.numpy(), np.float32(accumulator.cap), c2c_keys,
+                    read_keys, np.float32(scheme.transfer_gain), np.float32(options.threshold),
+                    np.float32(options.buffer_keep), scheme.accumulator.value.numpy(), c2c_keys,
                     *device_arguments(array.model, tuple(array.g.shape)),
                     array.counter.abs_sum.numpy(), array.counter.net_sum.numpy())
-    array.counter.add_write(1, array.g.shape[3], array.extra)
-    scheme.row = (row + 1) % fast.g.shape[0]
+    array.counter.add_write(rows.numel(), array.g.shape[3], array.extra)
+    scheme.after_transfer(rows)
 
 
 def unidirectional(scheme, request: Tensor, rows: Tensor | None, key: rng.Key) -> None:
