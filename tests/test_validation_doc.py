@@ -38,5 +38,5 @@ def test_validation_doc_commands_resolve_to_valid_configs():
             elif flag == "--out":
                 outs.add(value)
         cfg = build_config(values)
-        assert cfg.scheme.name in {"fp", "sgd", "mixed_precision", "neurosim"}
+        assert cfg.scheme.name in {"fp", "sgd", "mixed_precision", "neurosim", "tiki_taka"}
     assert len(outs) == len(commands)  # one folder per row
