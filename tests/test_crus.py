@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -205,3 +207,19 @@ def test_crus_re_solves_each_replica_for_its_measured_traffic():
     fixed, fixed_array = _crus_with_replicas(measure_traffic=False)
     _busy_and_quiet_interval(fixed, fixed_array)
     assert fixed.policies[1] is fixed.policy and fixed.requests_per_read == [100.0, 100.0]
+
+
+def test_a_program_highs_leaves_unsolved_is_retried_and_a_failed_retune_keeps_the_policy(monkeypatch):
+    device = build_config({"device.model": "exponential", "device.nl_ltp": 2.0, "device.nl_ltd": 1.0,
+                           "device.levels": 64, "device.c2c": 0.02}).device
+    spec = dataclasses.replace(policy_spec(CrusOptions(), device, 0), updates_per_read=8.0)
+    solve(device, SensingConfig(adc_bits=4, every=100), spec)  # HiGHS's default choice fails on this one
+    crus, array = _crus_with_replicas()
+    before = crus.policies
+
+    def failing(*args):
+        raise RuntimeError("CRUS optimization failed")
+
+    monkeypatch.setattr("hnntrain.schemes.crus._optimized", failing)
+    _busy_and_quiet_interval(crus, array)
+    assert crus.policies == before and crus.requests_per_read == [100.0, 100.0]

@@ -194,9 +194,15 @@ class CRUS(UpdateScheme):
             self._retune(buckets)
 
     def _retune(self, buckets: list[float]) -> None:
+        policies = []
+        for e, bucket in enumerate(buckets):
+            try:
+                policies.append(_optimized(self.ctx.device, self._sensing, replace(self._spec, updates_per_read=bucket)))
+            except RuntimeError:  # the solver gave up on this traffic: keep what the replica had
+                policies.append(self.policies[e])
+                buckets[e] = self.requests_per_read[e]
         self.requests_per_read = buckets
-        self.policies = [_optimized(self.ctx.device, self._sensing, replace(self._spec, updates_per_read=b))
-                         for b in buckets]
+        self.policies = policies
         self._set_tables()
 
     def hardware(self) -> dict:

@@ -368,7 +368,12 @@ def solve(device: DeviceConfig, sensing: SensingConfig, spec: OptimizeSpec = Opt
     a_eq = sp.vstack([balance, norm], format="csr")
     b_eq = np.zeros(n_states + 1)
     b_eq[-1] = 1.0
-    res = linprog(c_vec, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+    # HiGHS's own choice, then its dual simplex, then its interior point: on some nearly
+    # degenerate programs one ends with an unknown status where another solves it
+    for method in ("highs", "highs-ds", "highs-ipm"):
+        res = linprog(c_vec, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method=method)
+        if res.status == 0:
+            break
     if res.status != 0:
         raise RuntimeError(f"CRUS optimization failed: {res.message}")
     occupancy_by_plan = res.x.reshape(n_plans, n_states)
