@@ -182,7 +182,8 @@ class CRUS(UpdateScheme):
 
     def after_read(self) -> None:
         """At a read: measure each replica's traffic since the previous read (pulses per pair, from
-        the write counters) and re-solve its policy for that many requests between reads."""
+        the write counters) and re-solve its policy for that many requests between reads. The
+        counters include refresh rewrites (a few percent of the pulses in the runs we measured)."""
         totals = self.array.counter.abs_sum.sum(0).cpu()  # (E,) pulses written so far
         previous, self._pulses_at_read = self._pulses_at_read, totals.clone()
         if previous is None or not (self.options.optimize and self.options.measure_traffic):
