@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from hnntrain.engine.run import load_datasets, run
-from hnntrain.experiments.report import plot_update_noise
+from hnntrain.experiments.figures import plot_update_noise
 from hnntrain.io.resolve import build_config
 
 BASE = {"device.preset": "abrupt-ltd", "sensing.adc_bits": 4, "sensing.every": 100, "device.c2c": 0.02,
