@@ -223,3 +223,21 @@ def test_a_program_highs_leaves_unsolved_is_retried_and_a_failed_retune_keeps_th
     monkeypatch.setattr("hnntrain.schemes.crus._optimized", failing)
     _busy_and_quiet_interval(crus, array)
     assert crus.policies == before and crus.requests_per_read == [100.0, 100.0]
+
+
+def test_a_program_the_solver_gave_up_on_is_not_tried_again(monkeypatch):
+    from hnntrain.schemes import crus as crus_module
+
+    calls = []
+
+    def failing(*args):
+        calls.append(args)
+        raise RuntimeError("CRUS optimization failed: Solve error")
+
+    monkeypatch.setattr(crus_module, "solve", failing)
+    device = build_config({"device.preset": "abrupt-ltd"}).device
+    spec = dataclasses.replace(policy_spec(CrusOptions(), device, 0), request_pulses=0.123)  # a key no other test uses
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            crus_module._optimized(device, SensingConfig(adc_bits=4, every=100), spec)
+    assert len(calls) == 1

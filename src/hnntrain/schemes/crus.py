@@ -106,9 +106,19 @@ def policy_spec(options: CrusOptions, device: DeviceConfig, max_pulses: int) -> 
                         step_mismatch=step_mismatch(device))
 
 
+_UNSOLVED: set = set()
+"""Programs the solver gave up on in this process: not tried again (a failure can take minutes)."""
+
+
 @lru_cache(maxsize=32)
 def _optimized(device, sensing, spec: OptimizeSpec) -> Policy:
-    return solve(device, sensing, spec)
+    if (device, sensing, spec) in _UNSOLVED:
+        raise RuntimeError("CRUS optimization failed earlier in this process for this program")
+    try:
+        return solve(device, sensing, spec)
+    except RuntimeError:
+        _UNSOLVED.add((device, sensing, spec))
+        raise
 
 
 def hand_policy(levels: int, home: str, reverse_levels: int, window_levels: int, reverse: bool, refresh: bool) -> Policy:
