@@ -81,11 +81,12 @@ def test_a_signal_stops_between_updates_and_the_resume_is_exact(tmp_path, blobs,
             sent.append(done)
             signal.raise_signal(getattr(signal, signame))  # the handler runs now, mid-loop
 
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # SIG_IGN under nohup
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "cut", datasets=blobs, progress=signal_midway)
     partial = json.loads((tmp_path / "cut" / RESULT).read_text())
     assert sent and "checkpoint saved" in partial["error"] and "--resume" in partial["error"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # the caller's handlers restored
     resumed = run(cfg, tmp_path / "cut", resume=True, datasets=blobs)
     assert strip_times(resumed["epochs"]) == strip_times(straight["epochs"])
 
