@@ -52,12 +52,8 @@ def push_pull_kernel(g, w, request, rows, to_pulses, cap, w_scale, round_keys, c
                 n = np.floor(x + uniform_nb(bits_nb(round_keys[e], r * out + j)))
                 if n == 0:
                     continue
-                n = min(max(n, -cap), cap)
-                for d in range(2):
-                    p = n if d == 0 else -n
-                    pulse_device(g, p, r, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
-                                 c2c_keys[e], abs_sum, net_sum)
-                w[r, e, j] = (g[r, 0, e, j] - g[r, 1, e, j]) * w_scale
+                push_pull_pair(g, w, min(max(n, -cap), cap), r, e, j, w_scale, kind, prm, curve_up, curve_down, grid,
+                               c2c, multiplicative, c2c_keys[e], abs_sum, net_sum)
 
 
 @ReplicaParallel
@@ -118,11 +114,8 @@ def transfer_kernel(fast_g, fast_scale, g, w, w_scale, rows, chopper, sigma_rang
                     continue
                 n = np.float32(1.0) if h > 0 else np.float32(-1.0)
                 accumulator[row, e, j] = (h - n) * keep
-                for d in range(2):
-                    p = n if d == 0 else -n
-                    pulse_device(g, p, row, d, e, j, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
-                                 c2c_keys[e], abs_sum, net_sum)
-                w[row, e, j] = (g[row, 0, e, j] - g[row, 1, e, j]) * w_scale
+                push_pull_pair(g, w, n, row, e, j, w_scale, kind, prm, curve_up, curve_down, grid, c2c, multiplicative,
+                               c2c_keys[e], abs_sum, net_sum)
 
 
 def _push_pull(array, request: Tensor, rows, key: rng.Key) -> None:
