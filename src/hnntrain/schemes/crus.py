@@ -184,11 +184,11 @@ class CRUS(UpdateScheme):
         self.table_up, self.table_down, self.table_refresh = stack("up"), stack("down"), stack("refresh")
         if not self.options.refresh:
             self.table_refresh.zero_()
+        self._replica = torch.arange(len(self.policies), device=device).view(-1, 1)  # (E, 1) row index
 
     def _lookup(self, table: Tensor, idx: Tensor) -> Tensor:
         """table[e, idx[..., e, :]] for policy indices ``idx`` (..., E, out)."""
-        replica = torch.arange(table.shape[0], device=idx.device).view(-1, 1)
-        return table[replica, idx]
+        return table[self._replica, idx]
 
     def after_read(self) -> None:
         """At a read: measure each replica's traffic since the previous read (pulses per pair, from
